@@ -1,0 +1,245 @@
+"""The plugin registry: one pluggy plugin manager, and the rewards, backends, tasks and commands
+its plugins register.
+
+Loading order: the built-in plugin modules (by short name), then entry points of group
+``rewardkit``. Any plugin, built-in or not, can be blocked by name (``--disable-plugin NAME`` or
+``REWARDKIT_DISABLE_PLUGINS=a,b``); ``REWARDKIT_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points.
+A plugin that fails to import or to register is recorded with its error instead of breaking
+the program; ``rewardkit plugins`` shows it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from rewardkit import hookspecs
+from rewardkit.errors import RegistryError
+from rewardkit.rewards import NAME_PATTERN, Reward, WeightedSum, build_reward, parse_reward_spec
+
+ENTRY_POINT_GROUP = "rewardkit"
+DISABLE_ENV = "REWARDKIT_DISABLE_PLUGINS"
+NO_AUTOLOAD_ENV = "REWARDKIT_DISABLE_PLUGIN_AUTOLOAD"
+
+#: Built-in plugins: short plugin name -> module. They register exactly like third-party plugins.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "sacrebleu_rewards": "rewardkit.plugins.sacrebleu_rewards",
+    "rouge_rewards": "rewardkit.plugins.rouge_rewards",
+    "meteor_reward": "rewardkit.plugins.meteor_reward",
+}
+
+KINDS = ("reward", "backend", "task", "command")
+_HOOKS = {"reward": "register_rewards", "backend": "register_backends", "task": "register_tasks"}
+
+
+@dataclass
+class PluginStatus:
+    """What the registry knows about one plugin."""
+
+    name: str
+    origin: str  # "builtin", "entry point" or "given"
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "ok"  # "ok", "disabled" or "error"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered thing: a reward, backend, task or command."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+
+    @property
+    def summary(self) -> str:
+        doc = getattr(self.obj, "help", None) or getattr(self.obj, "__doc__", None) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """Plugins and everything they registered. Build one with :func:`load_registry`."""
+
+    def __init__(self, pm: pluggy.PluginManager, plugins: dict[str, PluginStatus]):
+        self.pm = pm
+        self.plugins = plugins
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+    # --- queries ---
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        kinds = [kind] if kind else list(KINDS)
+        return [e for k in kinds for e in self._entries[k].values()]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        """The registered object, or an error listing the available names."""
+        entry = self._entries[kind].get(name)
+        if entry is None:
+            available = ", ".join(self.names(kind)) or "none"
+            hint = ""
+            broken = [p.name for p in self.plugins.values() if p.status == "error"]
+            if broken:
+                hint = f" (plugins that failed to load: {', '.join(broken)}; see `rewardkit plugins`)"
+            raise RegistryError(f"unknown {kind} {name!r}; available: {available}{hint}")
+        return entry.obj
+
+    def build_reward(self, spec: str) -> Reward:
+        """Build a reward, or a weighted sum of rewards, from a spec such as ``bleu=0.7,chrf=0.3``."""
+        parts = parse_reward_spec(spec, lambda name: name in self._entries["reward"])
+        built = []
+        for part in parts:
+            reward = build_reward(self.get("reward", part.name), part.options)
+            reward.plugin = self._entries["reward"][part.name].plugin
+            built.append((part, reward))
+        if len(built) == 1 and built[0][0].weight == 1.0:
+            return built[0][1]
+        labels = [p.name for p, _ in built]
+        if len(set(labels)) < len(labels):  # the same reward twice: tell them apart by options
+            labels = [p.label for p, _ in built]
+        return WeightedSum([(lab, p.weight, r) for lab, (p, r) in zip(labels, built)])
+
+    # --- registration ---
+
+    def _add(self, kind: str, obj: Any, plugin: str, name: str | None = None) -> None:
+        name = name if name is not None else getattr(obj, "name", None)
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise RegistryError(
+                f"plugin '{plugin}' registered a {kind} named {name!r}; names must match [a-z0-9_]+"
+            )
+        if kind == "reward" and not (isinstance(obj, type) and issubclass(obj, Reward)):
+            raise RegistryError(
+                f"plugin '{plugin}' registered reward '{name}' that is not a rewardkit.Reward subclass"
+            )
+        if name in self._entries[kind]:
+            other = self._entries[kind][name].plugin
+            raise RegistryError(
+                f"{kind} '{name}' is registered by both plugin '{other}' and plugin '{plugin}'; "
+                f"disable one with --disable-plugin NAME"
+            )
+        self._entries[kind][name] = Entry(kind, name, obj, plugin)
+
+    def _collect(self, kind: str, hook_name: str, argument: Any = None) -> None:
+        """Call one hook plugin by plugin, so each registration knows its owner and a failing
+        plugin is recorded without losing the others."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            plugin = self.pm.get_name(impl.plugin)
+            status = self.plugins[plugin]
+            if status.status != "ok":
+                continue
+            found: list[Any] = []
+            arg = argument if argument is not None else found.append
+            try:
+                impl.function(*[arg for _ in impl.argnames])
+            except Exception as exc:
+                status.status, status.error = "error", f"{hook_name} raised {type(exc).__name__}: {exc}"
+                continue
+            for obj in found:
+                self._add(kind, obj, plugin)
+
+    def add_commands(self, cli: Any) -> None:
+        """Let plugins add click commands to ``cli`` (a click.Group)."""
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            plugin = self.pm.get_name(impl.plugin)
+            status = self.plugins[plugin]
+            if status.status != "ok":
+                continue
+            before = dict(cli.commands)
+            try:
+                impl.function(cli)
+            except Exception as exc:
+                cli.commands.clear()
+                cli.commands.update(before)
+                status.status = "error"
+                status.error = f"register_commands raised {type(exc).__name__}: {exc}"
+                continue
+            for name, command in cli.commands.items():
+                if name not in before:
+                    self._add("command", command, plugin, name=name)
+                elif command is not before[name]:
+                    cli.commands[name] = before[name]
+                    raise RegistryError(
+                        f"plugin '{plugin}' tried to replace the command '{name}'; "
+                        f"disable it with --disable-plugin {plugin}"
+                    )
+
+
+def disabled_from_env() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def load_registry(
+    disabled: Iterable[str] = (),
+    *,
+    plugins: Mapping[str, object] | None = None,
+    builtins: bool = True,
+    entry_points: bool | None = None,
+) -> Registry:
+    """Build a fresh registry.
+
+    ``disabled``: plugin names to block (added to ``$REWARDKIT_DISABLE_PLUGINS``).
+    ``plugins``: extra plugin objects by name, registered after the built-ins (for tests and
+    embedding). ``entry_points``: load third-party plugins; defaults to true unless
+    ``$REWARDKIT_DISABLE_PLUGIN_AUTOLOAD=1``.
+    """
+    blocked = set(disabled) | disabled_from_env()
+    if entry_points is None:
+        entry_points = os.environ.get(NO_AUTOLOAD_ENV, "") not in ("1", "true", "yes")
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    statuses: dict[str, PluginStatus] = {}
+    from rewardkit import __version__
+
+    def add(name: str, status: PluginStatus, load: Callable[[], object]) -> None:
+        if name in statuses:
+            status.status, status.error = "error", f"a plugin named '{name}' is already loaded"
+            statuses[f"{name} ({status.distribution or status.origin})"] = status
+            return
+        statuses[name] = status
+        if name in blocked:
+            status.status = "disabled"
+            return
+        try:
+            pm.register(load(), name=name)
+        except Exception as exc:  # an import error, a bad hook signature: record, don't crash
+            status.status, status.error = "error", f"{type(exc).__name__}: {exc}"
+
+    if builtins:
+        for name, module in BUILTIN_PLUGINS.items():
+            add(name, PluginStatus(name, "builtin", "rewardkit", __version__),
+                lambda module=module: importlib.import_module(module))
+    for name, obj in (plugins or {}).items():
+        add(name, PluginStatus(name, "given"), lambda obj=obj: obj)
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            add(ep.name, PluginStatus(ep.name, "entry point", dist and dist.name,
+                                      dist and dist.version), ep.load)
+
+    _check_pending(pm, statuses)
+    registry = Registry(pm, statuses)
+    for kind, hook_name in _HOOKS.items():
+        registry._collect(kind, hook_name)
+    return registry
+
+
+def _check_pending(pm: pluggy.PluginManager, statuses: dict[str, PluginStatus]) -> None:
+    """Unregister plugins that implement hooks that do not exist (typos), recording why."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin)
+            pm.unregister(exc.plugin)
+            statuses[name].status, statuses[name].error = "error", str(exc)

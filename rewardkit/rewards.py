@@ -1,0 +1,348 @@
+"""The reward contract.
+
+A reward scores a whole training step at once. The step is a list of :class:`Group`: for each
+prompt its reference(s), an optional source text (a transcript or source-language sentence) and
+its G sampled completions. The reward returns one float per completion, as a :class:`RewardOutput`.
+
+Two ways to write a reward:
+
+* subclass :class:`GroupwiseReward` and implement ``prepare`` (per-reference work, run once per
+  group) and ``score_one`` (one completion against the prepared references); deduplication of
+  identical completions within a group comes for free;
+* subclass :class:`Reward` and implement ``score`` for full control, e.g. to batch a neural
+  model's calls across the whole step.
+
+Rewards are built from a spec string (``bleu``, ``bleu:tokenize=intl,smooth=floor``,
+``bleu=0.7,chrf=0.3``, ``0.5*bleu:tokenize=intl,0.5*chrf``): see :func:`parse_reward_spec`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from rewardkit.errors import RewardError
+
+NAME_PATTERN = re.compile(r"[a-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class Group:
+    """One prompt of a step: its reference(s), optional source text and G completions."""
+
+    references: tuple[str, ...]
+    completions: tuple[str, ...]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        # Accept lists for convenience, store tuples so groups are hashable and immutable.
+        object.__setattr__(self, "references", tuple(self.references))
+        object.__setattr__(self, "completions", tuple(self.completions))
+        if not self.references:
+            raise RewardError("a group needs at least one reference (an empty string is allowed)")
+
+
+@dataclass
+class RewardOutput:
+    """Scores for a step: ``scores[i][j]`` is completion j of group i.
+
+    ``components`` holds each named part of a combined reward (a single reward has one component,
+    itself); ``diagnostics`` holds optional scalar statistics a reward wants logged.
+    """
+
+    scores: list[list[float]]
+    components: dict[str, list[list[float]]] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CorpusScore:
+    """A corpus-level score in the metric's usual scale, e.g. BLEU 0-100, with its signature."""
+
+    metric: str
+    score: float
+    signature: str | None = None
+
+    def format(self) -> str:
+        text = f"{self.metric} = {self.score:.2f}"
+        return f"{text} ({self.signature})" if self.signature else text
+
+
+class Reward(ABC):
+    """Base class of every reward. Subclasses set the class attributes and implement ``score``.
+
+    Options are the keyword parameters of ``__init__``, annotated with ``bool``, ``int``,
+    ``float``, ``str`` or a ``Literal`` of strings; a spec like ``bleu:smooth=floor`` passes them.
+    """
+
+    name: ClassVar[str]
+    #: Closed interval of possible scores, and whether higher is better (always true for a reward).
+    range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    higher_is_better: ClassVar[bool] = True
+    #: Set by the registry to the plugin that registered the reward (used in error messages).
+    plugin: str = "?"
+
+    @abstractmethod
+    def score(self, groups: Sequence[Group]) -> RewardOutput:
+        """Score every completion of every group of the step."""
+
+    def corpus_score(
+        self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+    ) -> CorpusScore | None:
+        """The metric's corpus-level score, if it has one (``references[i]`` belong to hyp i)."""
+        return None
+
+    def __call__(self, groups: Sequence[Group]) -> RewardOutput:
+        """Score a step, checking the plugin's output and naming the plugin if it fails."""
+        try:
+            output = self.score(groups)
+        except RewardError:
+            raise
+        except Exception as exc:
+            raise RewardError(
+                f"reward '{self.name}' (plugin '{self.plugin}') failed while scoring: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        _check_output(self, groups, output)
+        if not output.components:
+            output.components = {self.name: output.scores}
+        return output
+
+    @classmethod
+    def options(cls) -> dict[str, inspect.Parameter]:
+        """The reward's options: the keyword parameters of ``__init__``."""
+        params = inspect.signature(cls.__init__).parameters
+        return {
+            name: p
+            for name, p in params.items()
+            if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the class docstring."""
+        return (inspect.getdoc(cls) or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+class GroupwiseReward(Reward):
+    """A reward computed one completion at a time against references prepared once per group.
+
+    Identical completions within a group are scored once. ``diagnostics['unique_fraction']``
+    reports the share of completions that needed scoring.
+    """
+
+    @abstractmethod
+    def prepare(self, references: Sequence[str], source: str | None) -> Any:
+        """Per-reference work for one group (tokenisation, n-gram statistics)."""
+
+    @abstractmethod
+    def score_one(self, prepared: Any, completion: str) -> float:
+        """Score one completion against the output of :meth:`prepare`."""
+
+    def score(self, groups: Sequence[Group]) -> RewardOutput:
+        scores: list[list[float]] = []
+        total = unique = 0
+        for group in groups:
+            prepared = self.prepare(group.references, group.source)
+            seen: dict[str, float] = {}
+            row = []
+            for completion in group.completions:
+                if completion not in seen:
+                    seen[completion] = float(self.score_one(prepared, completion))
+                row.append(seen[completion])
+            scores.append(row)
+            total += len(row)
+            unique += len(seen)
+        return RewardOutput(scores, diagnostics={"unique_fraction": unique / max(total, 1)})
+
+
+def _check_output(reward: Reward, groups: Sequence[Group], output: RewardOutput) -> None:
+    where = f"reward '{reward.name}' (plugin '{reward.plugin}')"
+    if not isinstance(output, RewardOutput):
+        raise RewardError(f"{where} returned {type(output).__name__}, expected RewardOutput")
+    shape = [len(g.completions) for g in groups]
+    if [len(row) for row in output.scores] != shape:
+        raise RewardError(
+            f"{where} returned scores of shape {[len(r) for r in output.scores]}, "
+            f"expected one per completion {shape}"
+        )
+    for row in output.scores:
+        for value in row:
+            if not isinstance(value, float) or not math.isfinite(value):
+                raise RewardError(f"{where} returned a non-finite or non-float score: {value!r}")
+
+
+class WeightedSum(Reward):
+    """A weighted sum of rewards; each component's scores are returned for logging."""
+
+    name = "weighted_sum"
+    plugin = "rewardkit"
+
+    def __init__(self, parts: Sequence[tuple[str, float, Reward]]):
+        self.parts = list(parts)
+        low = sum(w * r.range[0] for _, w, r in self.parts)
+        high = sum(w * r.range[1] for _, w, r in self.parts)
+        self.range = (low, high)  # type: ignore[misc]
+
+    def score(self, groups: Sequence[Group]) -> RewardOutput:
+        total = [[0.0] * len(g.completions) for g in groups]
+        components: dict[str, list[list[float]]] = {}
+        diagnostics: dict[str, float] = {}
+        for label, weight, reward in self.parts:
+            out = reward(groups)
+            components[label] = out.scores
+            diagnostics.update({f"{label}/{k}": v for k, v in out.diagnostics.items()})
+            for row_total, row in zip(total, out.scores):
+                for j, value in enumerate(row):
+                    row_total[j] += weight * value
+        return RewardOutput(total, components, diagnostics)
+
+    def corpus_score(self, hypotheses, references):
+        return None
+
+
+# --- Spec parsing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RewardPart:
+    """One component of a reward spec: ``weight * name:options``."""
+
+    name: str
+    options: dict[str, str]
+    weight: float = 1.0
+
+    @property
+    def label(self) -> str:
+        if not self.options:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.options.items())
+
+
+SPEC_HELP = (
+    "a reward spec is NAME, NAME:KEY=VALUE,KEY=VALUE, or a weighted sum such as "
+    "bleu=0.7,chrf=0.3 or 0.7*bleu:tokenize=intl,0.3*chrf"
+)
+
+
+def parse_reward_spec(spec: str, is_reward: Callable[[str], bool]) -> list[RewardPart]:
+    """Parse a reward spec into its parts.
+
+    Grammar (tokens separated by commas)::
+
+        NAME                one reward with default options
+        NAME:KEY=VALUE      a reward with its first option; further KEY=VALUE tokens add options
+        NAME=WEIGHT         a weighted component (NAME must be a known reward)
+        WEIGHT*NAME[:...]   a weighted component with options
+
+    ``is_reward`` tells known reward names apart from option keys in ``NAME=WEIGHT`` tokens.
+    """
+    parts: list[dict[str, Any]] = []
+    tokens = [t.strip() for t in spec.split(",")]
+    if not spec.strip() or any(not t for t in tokens):
+        raise RewardError(f"malformed reward spec {spec!r}: empty item; {SPEC_HELP}")
+    for token in tokens:
+        weight = None
+        star = re.fullmatch(r"([^*:=]+)\*(.+)", token)
+        if star:
+            weight, token = _parse_weight(star.group(1), star.group(2).split(":")[0]), star.group(2)
+        key, eq, value = token.partition("=")
+        name, colon, first_option = token.partition(":")
+        if colon:  # NAME:KEY=VALUE starts a component
+            parts.append(_new_part(name, weight, spec))
+            _add_option(parts[-1], first_option, spec)
+        elif not eq:  # NAME
+            parts.append(_new_part(token, weight, spec))
+        elif is_reward(key.lower()) and weight is None:  # NAME=WEIGHT
+            parts.append(_new_part(key, _parse_weight(value, key), spec))
+        elif parts and weight is None:  # KEY=VALUE continues the current component
+            _add_option(parts[-1], token, spec)
+        else:
+            raise RewardError(
+                f"malformed reward spec {spec!r}: {token!r} is neither a known reward nor an "
+                f"option of one; {SPEC_HELP}"
+            )
+    return [RewardPart(p["name"], p["options"], p["weight"]) for p in parts]
+
+
+def _new_part(name: str, weight: float | None, spec: str) -> dict[str, Any]:
+    name = name.lower()  # registered names are lowercase, so `rougeL` means `rougel`
+    if not NAME_PATTERN.fullmatch(name):
+        raise RewardError(f"malformed reward spec {spec!r}: {name!r} is not a reward name; {SPEC_HELP}")
+    return {"name": name, "options": {}, "weight": 1.0 if weight is None else weight}
+
+
+def _add_option(part: dict[str, Any], token: str, spec: str) -> None:
+    key, eq, value = token.partition("=")
+    if not eq or not key or not value:
+        raise RewardError(
+            f"malformed reward spec {spec!r}: option {token!r} of '{part['name']}' must be KEY=VALUE"
+        )
+    if key in part["options"]:
+        raise RewardError(f"malformed reward spec {spec!r}: option {key!r} given twice")
+    part["options"][key] = value
+
+
+def _parse_weight(text: str, name: str) -> float:
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = math.nan
+    if not math.isfinite(weight) or weight <= 0:
+        raise RewardError(
+            f"bad weight {text!r} for reward '{name}': use a positive number, e.g. {name}=0.5"
+        )
+    return weight
+
+
+# --- Options ------------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def build_reward(cls: type[Reward], options: dict[str, str]) -> Reward:
+    """Instantiate ``cls`` with string options converted to the types its ``__init__`` declares."""
+    params = cls.options()
+    hints = typing.get_type_hints(cls.__init__)
+    kwargs: dict[str, Any] = {}
+    for key, text in options.items():
+        if key not in params:
+            known = ", ".join(params) or "none"
+            raise RewardError(f"reward '{cls.name}' has no option {key!r}; its options: {known}")
+        kwargs[key] = _convert(cls.name, key, text, hints.get(key, str))
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RewardError(f"reward '{cls.name}': {exc}") from exc
+
+
+def _convert(reward: str, key: str, text: str, hint: Any) -> Any:
+    where = f"option {key}={text!r} of reward '{reward}'"
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if text.lower() == "none" and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        if text not in args:
+            raise RewardError(f"{where}: choose one of {', '.join(map(str, args))}")
+        return text
+    if hint is bool:
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise RewardError(f"{where}: expected true or false")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise RewardError(f"{where}: expected {hint.__name__}") from None
+    return text
