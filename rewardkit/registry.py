@@ -61,8 +61,10 @@ class Entry:
 
     @property
     def summary(self) -> str:
+        """The first sentence of the docstring (or of a command's help)."""
         doc = getattr(self.obj, "help", None) or getattr(self.obj, "__doc__", None) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        first = " ".join(doc.strip().split("\n\n")[0].split())
+        return first.split(". ")[0].rstrip(".")
 
 
 class Registry:

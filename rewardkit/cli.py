@@ -1,0 +1,251 @@
+"""The ``rewardkit`` command line.
+
+Plugins are loaded before the arguments are parsed (they may add commands), so ``main`` reads the
+``--disable-plugin`` options ahead of click. User mistakes raise :class:`RewardkitError`; the group
+turns them into a one-line ``Error: ...`` and exit code 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rewardkit import __version__
+from rewardkit.errors import RewardkitError
+from rewardkit.registry import Registry, load_registry
+
+SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+class InternalError(click.ClickException):
+    exit_code = 1
+
+
+class RewardkitGroup(click.Group):
+    """A click group that turns errors into one line unless ``--debug`` was given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except RewardkitError as exc:
+            if ctx.meta.get("rewardkit.debug"):
+                raise
+            raise UserError(str(exc)) from exc
+        except Exception as exc:
+            if ctx.meta.get("rewardkit.debug"):
+                raise
+            raise InternalError(
+                f"{type(exc).__name__}: {exc} (run `rewardkit --debug ...` for the traceback)"
+            ) from exc
+
+
+def build_cli(registry: Registry) -> click.Group:
+    """The command group, with the core commands and those plugins register."""
+
+    @click.group(cls=RewardkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, "-V", "--version", prog_name="rewardkit")
+    @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+    @click.option(
+        "--disable-plugin",
+        "disabled",
+        multiple=True,
+        metavar="NAME",
+        help="Do not load this plugin (repeatable; also $REWARDKIT_DISABLE_PLUGINS=a,b).",
+    )
+    @click.pass_context
+    def cli(ctx: click.Context, debug: bool, disabled: tuple[str, ...]) -> None:
+        """rewardkit: GRPO for speech-aware language models with text-similarity rewards."""
+        ctx.meta["rewardkit.debug"] = debug
+        ctx.obj = registry
+
+    cli.add_command(plugins_command)
+    cli.add_command(score_command)
+    registry.add_commands(cli)
+    return cli
+
+
+# --- rewardkit plugins --------------------------------------------------------------------------
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def plugins_command(registry: Registry, as_json: bool) -> None:
+    """List plugins and the rewards, backends, tasks and commands they register."""
+    rows = []
+    for entry in registry.entries():
+        plugin = registry.plugins[entry.plugin]
+        rows.append({"name": entry.name, "kind": entry.kind, "plugin": entry.plugin,
+                     "version": plugin.version, "status": "ok", "summary": entry.summary})
+    provides = {e.plugin for e in registry.entries()}
+    for plugin in registry.plugins.values():
+        if plugin.status != "ok" or plugin.name not in provides:
+            status = plugin.status if not plugin.error else f"error: {plugin.error}"
+            rows.append({"name": None, "kind": None, "plugin": plugin.name,
+                         "version": plugin.version, "status": status, "summary": ""})
+    if as_json:
+        click.echo(json.dumps({
+            "entries": rows,
+            "plugins": [vars(p) for p in registry.plugins.values()],
+        }, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    cells = [[row["name"] or "-", row["kind"] or "-", row["plugin"], row["version"] or "-",
+              row["status"]] for row in rows]
+    for k, column in enumerate(("name", "kind", "plugin", "version", "status")):
+        width = max([len(column)] + [len(c[k]) for c in cells])
+        table.add_column(column, no_wrap=True, min_width=min(width, 40), overflow="ellipsis")
+    table.add_column("description")
+    for row, cell in zip(rows, cells):
+        style = {"ok": "green", "disabled": "yellow"}.get(row["status"], "red")
+        table.add_row(*cell[:4], f"[{style}]{cell[4]}[/{style}]", row["summary"])
+    Console().print(table)
+
+
+# --- rewardkit score ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Settings of ``rewardkit score``."""
+
+    reward: str
+    hyp: Path
+    refs: tuple[Path, ...]
+    src: Path | None = None
+    group_size: int = 1
+    format: str = "tsv"
+    output: str = "-"
+
+
+@click.command("score")
+@click.option("--reward", "-r", default="bleu", show_default=True,
+              help="Reward spec, e.g. bleu, bleu:tokenize=intl or bleu=0.7,chrf=0.3.")
+@click.option("--hyp", type=click.Path(path_type=Path), help="Completions, one per line.")
+@click.option("--ref", "refs", multiple=True, type=click.Path(path_type=Path),
+              help="References, one per group (repeat for several references).")
+@click.option("--src", type=click.Path(path_type=Path), help="Source texts, one per group.")
+@click.option("--group-size", "-g", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Consecutive completions that share one reference line.")
+@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
+              show_default=True, help="Format of the per-completion scores.")
+@click.option("--output", "-o", default="-", show_default=True,
+              help="Where to write per-completion scores (- for stdout).")
+@click.option("--sample", is_flag=True,
+              help="Score the embedded English->German sample (6 groups of 4) instead of files.")
+@click.pass_obj
+def score_command(registry: Registry, reward: str, hyp: Path | None, refs: tuple[Path, ...],
+                  src: Path | None, group_size: int, fmt: str, output: str, sample: bool) -> None:
+    """Score completions against references; print per-completion scores and corpus scores.
+
+    Per-completion scores go to --output (TSV or JSONL); the corpus score of each component
+    (sacrebleu BLEU/chrF/TER with their signatures, else the mean) goes to stderr.
+    """
+    if sample:
+        hyp, refs, src, group_size = (SAMPLE_DIR / "hyp.txt", (SAMPLE_DIR / "ref.txt",),
+                                      SAMPLE_DIR / "src.txt", 4)
+    if hyp is None or not refs:
+        raise RewardkitError("give --hyp FILE and --ref FILE (or --sample for the embedded sample)")
+    run_score(registry, ScoreConfig(reward, hyp, refs, src, group_size, fmt, output))
+
+
+def run_score(registry: Registry, config: ScoreConfig) -> None:
+    from rewardkit.rewards import Group, WeightedSum
+    from rewardkit.textio import read_lines, write_text
+
+    reward = registry.build_reward(config.reward)
+    hyps = read_lines(config.hyp)
+    ref_columns = [read_lines(path) for path in config.refs]
+    src = read_lines(config.src) if config.src else None
+    n_groups = len(ref_columns[0])
+    g = config.group_size
+    for path, column in zip(config.refs[1:], ref_columns[1:]):
+        if len(column) != n_groups:
+            raise RewardkitError(
+                f"{path} has {len(column)} lines but {config.refs[0]} has {n_groups}; "
+                "every --ref file needs one line per group"
+            )
+    if src is not None and len(src) != n_groups:
+        raise RewardkitError(f"{config.src} has {len(src)} lines but the references have {n_groups}")
+    if len(hyps) != n_groups * g:
+        raise RewardkitError(
+            f"{config.hyp} has {len(hyps)} lines but {n_groups} reference lines x group size {g} "
+            f"need {n_groups * g}; check --group-size or the files"
+        )
+    groups = [
+        Group(references=tuple(col[i] for col in ref_columns),
+              completions=tuple(hyps[i * g:(i + 1) * g]),
+              source=src[i] if src is not None else None)
+        for i in range(n_groups)
+    ]
+    out = reward(groups)
+
+    lines = []
+    names = list(out.components)
+    if config.format == "tsv":
+        lines.append("\t".join(["group", "completion", "reward", *names]))
+    for i, row in enumerate(out.scores):
+        for j, value in enumerate(row):
+            parts = {name: out.components[name][i][j] for name in names}
+            if config.format == "tsv":
+                lines.append("\t".join([str(i), str(j), f"{value:.6f}",
+                                        *(f"{v:.6f}" for v in parts.values())]))
+            else:
+                lines.append(json.dumps({"group": i, "completion": j, "reward": value,
+                                         "components": parts}))
+    write_text(config.output, "\n".join(lines) + "\n")
+
+    flat_refs = [g.references for g in groups for _ in g.completions]
+    parts = reward.parts if isinstance(reward, WeightedSum) else [(reward.name, 1.0, reward)]
+    for label, _, component in parts:
+        corpus = component.corpus_score(hyps, flat_refs)
+        values = [v for row in out.components[label] for v in row]
+        mean = sum(values) / len(values) if values else 0.0
+        text = corpus.format() if corpus else f"mean {mean:.4f} (no corpus-level score)"
+        click.echo(f"{label}: {text}", err=True)
+    total = [v for row in out.scores for v in row]
+    click.echo(f"reward: mean {sum(total) / max(len(total), 1):.4f} over {len(total)} completions "
+               f"in {n_groups} groups", err=True)
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def _disabled_in(argv: Sequence[str]) -> list[str]:
+    """Values of --disable-plugin, read before click parses (plugins may add commands)."""
+    names = []
+    for i, arg in enumerate(argv):
+        if arg == "--disable-plugin" and i + 1 < len(argv):
+            names.append(argv[i + 1])
+        elif arg.startswith("--disable-plugin="):
+            names.append(arg.split("=", 1)[1])
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    try:
+        registry = load_registry(disabled=_disabled_in(argv))
+    except RewardkitError as exc:
+        if "--debug" in argv:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    build_cli(registry).main(args=argv, prog_name="rewardkit")
