@@ -81,8 +81,9 @@ class Meteor(rewardkit.GroupwiseReward):
         return [self._tokenize(r) for r in references]
 
     def score_one(self, prepared: Any, completion: str) -> float:
-        return self._meteor(prepared, self._tokenize(completion), wordnet=self.wordnet,
-                            **self._settings)
+        return self._meteor(
+            prepared, self._tokenize(completion), wordnet=self.wordnet, **self._settings
+        )
 
 
 @rewardkit.hookimpl

@@ -48,8 +48,13 @@ class Bleu(rewardkit.GroupwiseReward):
 
         if max_ngram_order < 1:
             raise ValueError("max_ngram_order must be at least 1")
-        settings = dict(tokenize=tokenize, smooth_method=smooth, smooth_value=smooth_value,
-                        lowercase=lowercase, max_ngram_order=max_ngram_order)
+        settings = dict(
+            tokenize=tokenize,
+            smooth_method=smooth,
+            smooth_value=smooth_value,
+            lowercase=lowercase,
+            max_ngram_order=max_ngram_order,
+        )
         self.metric = BLEU(effective_order=True, **settings)
         self.corpus_metric = BLEU(**settings)  # corpus BLEU does not use effective order
         self.max_n = max_ngram_order
@@ -106,8 +111,14 @@ class Chrf(rewardkit.GroupwiseReward):
 
         if char_order < 1 or word_order < 0:
             raise ValueError("char_order must be at least 1 and word_order at least 0")
-        self.metric = CHRF(char_order=char_order, word_order=word_order, beta=beta,
-                           lowercase=lowercase, whitespace=whitespace, eps_smoothing=eps_smoothing)
+        self.metric = CHRF(
+            char_order=char_order,
+            word_order=word_order,
+            beta=beta,
+            lowercase=lowercase,
+            whitespace=whitespace,
+            eps_smoothing=eps_smoothing,
+        )
         self._char_ngrams, self._word_ngrams = extract_all_char_ngrams, extract_word_ngrams
 
     def prepare(self, references: Sequence[str], source: str | None) -> Any:
@@ -162,8 +173,12 @@ class Ter(rewardkit.GroupwiseReward):
         from sacrebleu.metrics import TER
 
         self.mapping = mapping
-        self.metric = TER(normalized=normalized, no_punct=no_punct, asian_support=asian_support,
-                          case_sensitive=case_sensitive)
+        self.metric = TER(
+            normalized=normalized,
+            no_punct=no_punct,
+            asian_support=asian_support,
+            case_sensitive=case_sensitive,
+        )
 
     def prepare(self, references: Sequence[str], source: str | None) -> Any:
         m = self.metric  # sacrebleu preprocesses TER references twice; do the same

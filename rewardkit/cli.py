@@ -88,26 +88,55 @@ def plugins_command(registry: Registry, as_json: bool) -> None:
     rows = []
     for entry in registry.entries():
         plugin = registry.plugins[entry.plugin]
-        rows.append({"name": entry.name, "kind": entry.kind, "plugin": entry.plugin,
-                     "version": plugin.version, "status": "ok", "summary": entry.summary})
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": entry.kind,
+                "plugin": entry.plugin,
+                "version": plugin.version,
+                "status": "ok",
+                "summary": entry.summary,
+            }
+        )
     provides = {e.plugin for e in registry.entries()}
     for plugin in registry.plugins.values():
         if plugin.status != "ok" or plugin.name not in provides:
             status = plugin.status if not plugin.error else f"error: {plugin.error}"
-            rows.append({"name": None, "kind": None, "plugin": plugin.name,
-                         "version": plugin.version, "status": status, "summary": ""})
+            rows.append(
+                {
+                    "name": None,
+                    "kind": None,
+                    "plugin": plugin.name,
+                    "version": plugin.version,
+                    "status": status,
+                    "summary": "",
+                }
+            )
     if as_json:
-        click.echo(json.dumps({
-            "entries": rows,
-            "plugins": [vars(p) for p in registry.plugins.values()],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "entries": rows,
+                    "plugins": [vars(p) for p in registry.plugins.values()],
+                },
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table()
-    cells = [[row["name"] or "-", row["kind"] or "-", row["plugin"], row["version"] or "-",
-              row["status"]] for row in rows]
+    cells = [
+        [
+            row["name"] or "-",
+            row["kind"] or "-",
+            row["plugin"],
+            row["version"] or "-",
+            row["status"],
+        ]
+        for row in rows
+    ]
     for k, column in enumerate(("name", "kind", "plugin", "version", "status")):
         width = max([len(column)] + [len(c[k]) for c in cells])
         table.add_column(column, no_wrap=True, min_width=min(width, 40), overflow="ellipsis")
@@ -135,31 +164,74 @@ class ScoreConfig:
 
 
 @click.command("score")
-@click.option("--reward", "-r", default="bleu", show_default=True,
-              help="Reward spec, e.g. bleu, bleu:tokenize=intl or bleu=0.7,chrf=0.3.")
+@click.option(
+    "--reward",
+    "-r",
+    default="bleu",
+    show_default=True,
+    help="Reward spec, e.g. bleu, bleu:tokenize=intl or bleu=0.7,chrf=0.3.",
+)
 @click.option("--hyp", type=click.Path(path_type=Path), help="Completions, one per line.")
-@click.option("--ref", "refs", multiple=True, type=click.Path(path_type=Path),
-              help="References, one per group (repeat for several references).")
+@click.option(
+    "--ref",
+    "refs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="References, one per group (repeat for several references).",
+)
 @click.option("--src", type=click.Path(path_type=Path), help="Source texts, one per group.")
-@click.option("--group-size", "-g", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Consecutive completions that share one reference line.")
-@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
-              show_default=True, help="Format of the per-completion scores.")
-@click.option("--output", "-o", default="-", show_default=True,
-              help="Where to write per-completion scores (- for stdout).")
-@click.option("--sample", is_flag=True,
-              help="Score the embedded English->German sample (6 groups of 4) instead of files.")
+@click.option(
+    "--group-size",
+    "-g",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Consecutive completions that share one reference line.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tsv", "jsonl"]),
+    default="tsv",
+    show_default=True,
+    help="Format of the per-completion scores.",
+)
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    help="Where to write per-completion scores (- for stdout).",
+)
+@click.option(
+    "--sample",
+    is_flag=True,
+    help="Score the embedded English->German sample (6 groups of 4) instead of files.",
+)
 @click.pass_obj
-def score_command(registry: Registry, reward: str, hyp: Path | None, refs: tuple[Path, ...],
-                  src: Path | None, group_size: int, fmt: str, output: str, sample: bool) -> None:
+def score_command(
+    registry: Registry,
+    reward: str,
+    hyp: Path | None,
+    refs: tuple[Path, ...],
+    src: Path | None,
+    group_size: int,
+    fmt: str,
+    output: str,
+    sample: bool,
+) -> None:
     """Score completions against references; print per-completion scores and corpus scores.
 
     Per-completion scores go to --output (TSV or JSONL); the corpus score of each component
     (sacrebleu BLEU/chrF/TER with their signatures, else the mean) goes to stderr.
     """
     if sample:
-        hyp, refs, src, group_size = (SAMPLE_DIR / "hyp.txt", (SAMPLE_DIR / "ref.txt",),
-                                      SAMPLE_DIR / "src.txt", 4)
+        hyp, refs, src, group_size = (
+            SAMPLE_DIR / "hyp.txt",
+            (SAMPLE_DIR / "ref.txt",),
+            SAMPLE_DIR / "src.txt",
+            4,
+        )
     if hyp is None or not refs:
         raise RewardkitError("give --hyp FILE and --ref FILE (or --sample for the embedded sample)")
     run_score(registry, ScoreConfig(reward, hyp, refs, src, group_size, fmt, output))
@@ -182,16 +254,20 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
                 "every --ref file needs one line per group"
             )
     if src is not None and len(src) != n_groups:
-        raise RewardkitError(f"{config.src} has {len(src)} lines but the references have {n_groups}")
+        raise RewardkitError(
+            f"{config.src} has {len(src)} lines but the references have {n_groups}"
+        )
     if len(hyps) != n_groups * g:
         raise RewardkitError(
             f"{config.hyp} has {len(hyps)} lines but {n_groups} reference lines x group size {g} "
             f"need {n_groups * g}; check --group-size or the files"
         )
     groups = [
-        Group(references=tuple(col[i] for col in ref_columns),
-              completions=tuple(hyps[i * g:(i + 1) * g]),
-              source=src[i] if src is not None else None)
+        Group(
+            references=tuple(col[i] for col in ref_columns),
+            completions=tuple(hyps[i * g : (i + 1) * g]),
+            source=src[i] if src is not None else None,
+        )
         for i in range(n_groups)
     ]
     out = reward(groups)
@@ -204,11 +280,15 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
         for j, value in enumerate(row):
             parts = {name: out.components[name][i][j] for name in names}
             if config.format == "tsv":
-                lines.append("\t".join([str(i), str(j), f"{value:.6f}",
-                                        *(f"{v:.6f}" for v in parts.values())]))
+                lines.append(
+                    "\t".join(
+                        [str(i), str(j), f"{value:.6f}", *(f"{v:.6f}" for v in parts.values())]
+                    )
+                )
             else:
-                lines.append(json.dumps({"group": i, "completion": j, "reward": value,
-                                         "components": parts}))
+                lines.append(
+                    json.dumps({"group": i, "completion": j, "reward": value, "components": parts})
+                )
     write_text(config.output, "\n".join(lines) + "\n")
 
     flat_refs = [g.references for g in groups for _ in g.completions]
@@ -220,8 +300,11 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
         text = corpus.format() if corpus else f"mean {mean:.4f} (no corpus-level score)"
         click.echo(f"{label}: {text}", err=True)
     total = [v for row in out.scores for v in row]
-    click.echo(f"reward: mean {sum(total) / max(len(total), 1):.4f} over {len(total)} completions "
-               f"in {n_groups} groups", err=True)
+    click.echo(
+        f"reward: mean {sum(total) / max(len(total), 1):.4f} over {len(total)} completions "
+        f"in {n_groups} groups",
+        err=True,
+    )
 
 
 # --- entry point --------------------------------------------------------------------------------

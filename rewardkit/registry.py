@@ -92,7 +92,9 @@ class Registry:
             hint = ""
             broken = [p.name for p in self.plugins.values() if p.status == "error"]
             if broken:
-                hint = f" (plugins that failed to load: {', '.join(broken)}; see `rewardkit plugins`)"
+                hint = (
+                    f" (plugins that failed to load: {', '.join(broken)}; see `rewardkit plugins`)"
+                )
             raise RegistryError(f"unknown {kind} {name!r}; available: {available}{hint}")
         return entry.obj
 
@@ -144,7 +146,10 @@ class Registry:
             try:
                 impl.function(*[arg for _ in impl.argnames])
             except Exception as exc:
-                status.status, status.error = "error", f"{hook_name} raised {type(exc).__name__}: {exc}"
+                status.status, status.error = (
+                    "error",
+                    f"{hook_name} raised {type(exc).__name__}: {exc}",
+                )
                 continue
             for obj in found:
                 self._add(kind, obj, plugin)
@@ -218,15 +223,21 @@ def load_registry(
 
     if builtins:
         for name, module in BUILTIN_PLUGINS.items():
-            add(name, PluginStatus(name, "builtin", "rewardkit", __version__),
-                lambda module=module: importlib.import_module(module))
+            add(
+                name,
+                PluginStatus(name, "builtin", "rewardkit", __version__),
+                lambda module=module: importlib.import_module(module),
+            )
     for name, obj in (plugins or {}).items():
         add(name, PluginStatus(name, "given"), lambda obj=obj: obj)
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
-            add(ep.name, PluginStatus(ep.name, "entry point", dist and dist.name,
-                                      dist and dist.version), ep.load)
+            add(
+                ep.name,
+                PluginStatus(ep.name, "entry point", dist and dist.name, dist and dist.version),
+                ep.load,
+            )
 
     _check_pending(pm, statuses)
     registry = Registry(pm, statuses)

@@ -275,7 +275,9 @@ def parse_reward_spec(spec: str, is_reward: Callable[[str], bool]) -> list[Rewar
 def _new_part(name: str, weight: float | None, spec: str) -> dict[str, Any]:
     name = name.lower()  # registered names are lowercase, so `rougeL` means `rougel`
     if not NAME_PATTERN.fullmatch(name):
-        raise RewardError(f"malformed reward spec {spec!r}: {name!r} is not a reward name; {SPEC_HELP}")
+        raise RewardError(
+            f"malformed reward spec {spec!r}: {name!r} is not a reward name; {SPEC_HELP}"
+        )
     return {"name": name, "options": {}, "weight": 1.0 if weight is None else weight}
 
 
