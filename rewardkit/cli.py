@@ -85,43 +85,10 @@ def build_cli(registry: Registry) -> click.Group:
 @click.pass_obj
 def plugins_command(registry: Registry, as_json: bool) -> None:
     """List plugins and the rewards, backends, tasks and commands they register."""
-    rows = []
-    for entry in registry.entries():
-        plugin = registry.plugins[entry.plugin]
-        rows.append(
-            {
-                "name": entry.name,
-                "kind": entry.kind,
-                "plugin": entry.plugin,
-                "version": plugin.version,
-                "status": "ok",
-                "summary": entry.summary,
-            }
-        )
-    provides = {e.plugin for e in registry.entries()}
-    for plugin in registry.plugins.values():
-        if plugin.status != "ok" or plugin.name not in provides:
-            status = plugin.status if not plugin.error else f"error: {plugin.error}"
-            rows.append(
-                {
-                    "name": None,
-                    "kind": None,
-                    "plugin": plugin.name,
-                    "version": plugin.version,
-                    "status": status,
-                    "summary": "",
-                }
-            )
+    rows = plugin_rows(registry)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "entries": rows,
-                    "plugins": [vars(p) for p in registry.plugins.values()],
-                },
-                indent=2,
-            )
-        )
+        plugins = [vars(p) for p in registry.plugins.values()]
+        click.echo(json.dumps({"entries": rows, "plugins": plugins}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -145,6 +112,36 @@ def plugins_command(registry: Registry, as_json: bool) -> None:
         style = {"ok": "green", "disabled": "yellow"}.get(row["status"], "red")
         table.add_row(*cell[:4], f"[{style}]{cell[4]}[/{style}]", row["summary"])
     Console().print(table)
+
+
+def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
+    """One row per registered thing, plus one per plugin that is disabled, broken or empty."""
+    rows = []
+    for entry in registry.entries():
+        rows.append(
+            dict(
+                name=entry.name,
+                kind=entry.kind,
+                plugin=entry.plugin,
+                version=registry.plugins[entry.plugin].version,
+                status="ok",
+                summary=entry.summary,
+            )
+        )
+    provides = {e.plugin for e in registry.entries()}
+    for plugin in registry.plugins.values():
+        if plugin.status != "ok" or plugin.name not in provides:
+            rows.append(
+                dict(
+                    name=None,
+                    kind=None,
+                    plugin=plugin.name,
+                    version=plugin.version,
+                    status=plugin.status,
+                    summary=plugin.error or "",
+                )
+            )
+    return rows
 
 
 # --- rewardkit score ----------------------------------------------------------------------------

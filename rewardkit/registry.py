@@ -99,7 +99,7 @@ class Registry:
         return entry.obj
 
     def build_reward(self, spec: str) -> Reward:
-        """Build a reward, or a weighted sum of rewards, from a spec such as ``bleu=0.7,chrf=0.3``."""
+        """Build a reward, or a weighted sum of rewards, from a spec like ``bleu=0.7,chrf=0.3``."""
         parts = parse_reward_spec(spec, lambda name: name in self._entries["reward"])
         built = []
         for part in parts:
@@ -123,7 +123,8 @@ class Registry:
             )
         if kind == "reward" and not (isinstance(obj, type) and issubclass(obj, Reward)):
             raise RegistryError(
-                f"plugin '{plugin}' registered reward '{name}' that is not a rewardkit.Reward subclass"
+                f"plugin '{plugin}' registered reward '{name}', "
+                "which is not a subclass of rewardkit.Reward"
             )
         if name in self._entries[kind]:
             other = self._entries[kind][name].plugin
@@ -156,6 +157,7 @@ class Registry:
 
     def add_commands(self, cli: Any) -> None:
         """Let plugins add click commands to ``cli`` (a click.Group)."""
+        self._entries["command"].clear()  # entries describe the latest CLI built
         for impl in self.pm.hook.register_commands.get_hookimpls():
             plugin = self.pm.get_name(impl.plugin)
             status = self.plugins[plugin]
@@ -164,21 +166,19 @@ class Registry:
             before = dict(cli.commands)
             try:
                 impl.function(cli)
+                replaced = [n for n in before if cli.commands.get(n) is not before[n]]
+                if replaced:  # a plugin may add commands, never replace one
+                    raise RegistryError(f"tried to replace command '{replaced[0]}'")
             except Exception as exc:
                 cli.commands.clear()
                 cli.commands.update(before)
                 status.status = "error"
-                status.error = f"register_commands raised {type(exc).__name__}: {exc}"
+                reason = str(exc) if isinstance(exc, RegistryError) else f"raised {exc!r}"
+                status.error = f"register_commands {reason}"
                 continue
-            for name, command in cli.commands.items():
+            for name, command in list(cli.commands.items()):
                 if name not in before:
                     self._add("command", command, plugin, name=name)
-                elif command is not before[name]:
-                    cli.commands[name] = before[name]
-                    raise RegistryError(
-                        f"plugin '{plugin}' tried to replace the command '{name}'; "
-                        f"disable it with --disable-plugin {plugin}"
-                    )
 
 
 def disabled_from_env() -> set[str]:

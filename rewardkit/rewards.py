@@ -285,7 +285,8 @@ def _add_option(part: dict[str, Any], token: str, spec: str) -> None:
     key, eq, value = token.partition("=")
     if not eq or not key or not value:
         raise RewardError(
-            f"malformed reward spec {spec!r}: option {token!r} of '{part['name']}' must be KEY=VALUE"
+            f"malformed reward spec {spec!r}: option {token!r} of '{part['name']}' "
+            "must be KEY=VALUE"
         )
     if key in part["options"]:
         raise RewardError(f"malformed reward spec {spec!r}: option {key!r} given twice")
