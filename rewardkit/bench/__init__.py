@@ -1,0 +1,1 @@
+"""The metric bench: how well reward metrics agree with human judgements."""
