@@ -73,6 +73,7 @@ def build_cli(registry: Registry) -> click.Group:
 
     cli.add_command(plugins_command)
     cli.add_command(score_command)
+    cli.add_command(bench_command)
     registry.add_commands(cli)
     return cli
 
@@ -302,6 +303,106 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
         f"in {n_groups} groups",
         err=True,
     )
+
+
+# --- rewardkit bench ----------------------------------------------------------------------------
+
+
+@click.command("bench")
+@click.option(
+    "--reward",
+    "-r",
+    "rewards",
+    multiple=True,
+    metavar="SPEC",
+    help="A reward to compare (repeatable). Default: every available reward.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="JSONL or TSV with id, reference and optional source, lang columns. "
+    "Default: the embedded translation and spoken-QA items.",
+)
+@click.option(
+    "--human",
+    type=click.Path(path_type=Path),
+    help="JSONL of human judgments: id, system, hypothesis, score (higher is better).",
+)
+@click.option(
+    "--items",
+    default=120,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Embedded items to use when no --data is given.",
+)
+@click.option(
+    "--steps",
+    default=6,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Corruption edits per ladder.",
+)
+@click.option("--group-size", "-g", default=8, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--bootstrap",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Bootstrap resamples for confidence intervals (with --human).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--output-dir",
+    "-o",
+    default="bench-report",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where results.json, report.md and PNGs go.",
+)
+@click.pass_obj
+def bench_command(
+    registry: Registry,
+    rewards: tuple[str, ...],
+    data: Path | None,
+    human: Path | None,
+    items: int,
+    steps: int,
+    group_size: int,
+    bootstrap: int,
+    seed: int,
+    output_dir: Path,
+) -> None:
+    """Compare rewards as GRPO uses them: cost, ties, monotonicity, hacking probes, agreement."""
+    from rich.progress import Progress
+
+    from rewardkit.bench.report import print_table, write_report
+    from rewardkit.bench.run import BenchConfig, run_bench
+
+    if not rewards:
+        rewards = tuple(e.name for e in registry.entries("reward") if not e.obj.unavailable())
+    sizes = tuple(sorted({4, group_size, 16}))
+    config = BenchConfig(
+        rewards=rewards,
+        data=data,
+        human=human,
+        items=items,
+        steps=steps,
+        group_size=group_size,
+        cost_group_sizes=sizes,
+        bootstrap=bootstrap,
+        seed=seed,
+        output_dir=output_dir,
+    )
+    with Progress(transient=True) as progress:
+        task = progress.add_task("bench", total=3 * len(rewards))
+
+        def advance(stage: str) -> None:
+            progress.update(task, advance=1, description=stage)
+
+        results = run_bench(registry, config, advance)
+    write_report(results, output_dir)
+    print_table(results)
+    click.echo(f"wrote {output_dir}/results.json, report.md and plots", err=True)
 
 
 # --- entry point --------------------------------------------------------------------------------

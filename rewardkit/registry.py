@@ -21,7 +21,15 @@ import pluggy
 
 from rewardkit import hookspecs
 from rewardkit.errors import RegistryError
-from rewardkit.rewards import NAME_PATTERN, Reward, WeightedSum, build_reward, parse_reward_spec
+from rewardkit.rewards import (
+    NAME_PATTERN,
+    Reward,
+    RewardPart,
+    WeightedSum,
+    build_reward,
+    convert_options,
+    parse_reward_spec,
+)
 
 ENTRY_POINT_GROUP = "rewardkit"
 DISABLE_ENV = "REWARDKIT_DISABLE_PLUGINS"
@@ -32,6 +40,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "sacrebleu_rewards": "rewardkit.plugins.sacrebleu_rewards",
     "rouge_rewards": "rewardkit.plugins.rouge_rewards",
     "meteor_reward": "rewardkit.plugins.meteor_reward",
+    "bertscore_reward": "rewardkit.plugins.bertscore_reward",
+    "comet_reward": "rewardkit.plugins.comet_reward",
 }
 
 KINDS = ("reward", "backend", "task", "command")
@@ -100,18 +110,28 @@ class Registry:
 
     def build_reward(self, spec: str) -> Reward:
         """Build a reward, or a weighted sum of rewards, from a spec like ``bleu=0.7,chrf=0.3``."""
-        parts = parse_reward_spec(spec, lambda name: name in self._entries["reward"])
         built = []
-        for part in parts:
+        for part in self.check_spec(spec):
             reward = build_reward(self.get("reward", part.name), part.options)
             reward.plugin = self._entries["reward"][part.name].plugin
+            reward.spec = part.label
             built.append((part, reward))
         if len(built) == 1 and built[0][0].weight == 1.0:
             return built[0][1]
         labels = [p.name for p, _ in built]
         if len(set(labels)) < len(labels):  # the same reward twice: tell them apart by options
             labels = [p.label for p, _ in built]
-        return WeightedSum([(lab, p.weight, r) for lab, (p, r) in zip(labels, built)])
+        combined = WeightedSum([(lab, p.weight, r) for lab, (p, r) in zip(labels, built)])
+        combined.spec = spec
+        return combined
+
+    def check_spec(self, spec: str) -> list[RewardPart]:
+        """Parse a spec and check its names and options without building anything (no model
+        loads), so a typo fails before a long run starts."""
+        parts = parse_reward_spec(spec, lambda name: name in self._entries["reward"])
+        for part in parts:
+            convert_options(self.get("reward", part.name), part.options)
+        return parts
 
     # --- registration ---
 

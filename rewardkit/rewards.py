@@ -86,8 +86,9 @@ class Reward(ABC):
     #: Closed interval of possible scores, and whether higher is better (always true for a reward).
     range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     higher_is_better: ClassVar[bool] = True
-    #: Set by the registry to the plugin that registered the reward (used in error messages).
+    #: Set by the registry: the plugin that registered the reward, and the spec it was built from.
     plugin: str = "?"
+    spec: str = ""
 
     @abstractmethod
     def score(self, groups: Sequence[Group]) -> RewardOutput:
@@ -98,6 +99,17 @@ class Reward(ABC):
     ) -> CorpusScore | None:
         """The metric's corpus-level score, if it has one (``references[i]`` belong to hyp i)."""
         return None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this reward cannot be built here (a missing extra or environment), else None.
+        Commands that pick rewards by default (``rewardkit bench``) skip unavailable ones."""
+        return None
+
+    def signature(self) -> str:
+        """What identifies this reward's scores for reproducibility (override to add versions,
+        tokenizers or model ids)."""
+        return f"{self.spec or self.name}|plugin:{self.plugin}"
 
     def __call__(self, groups: Sequence[Group]) -> RewardOutput:
         """Score a step, checking the plugin's output and naming the plugin if it fails."""
@@ -313,6 +325,15 @@ _FALSE = {"0", "false", "no", "off"}
 
 def build_reward(cls: type[Reward], options: dict[str, str]) -> Reward:
     """Instantiate ``cls`` with string options converted to the types its ``__init__`` declares."""
+    kwargs = convert_options(cls, options)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RewardError(f"reward '{cls.name}': {exc}") from exc
+
+
+def convert_options(cls: type[Reward], options: dict[str, str]) -> dict[str, Any]:
+    """Check option names and convert their values, without building the reward."""
     params = cls.options()
     hints = typing.get_type_hints(cls.__init__)
     kwargs: dict[str, Any] = {}
@@ -321,10 +342,7 @@ def build_reward(cls: type[Reward], options: dict[str, str]) -> Reward:
             known = ", ".join(params) or "none"
             raise RewardError(f"reward '{cls.name}' has no option {key!r}; its options: {known}")
         kwargs[key] = _convert(cls.name, key, text, hints.get(key, str))
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise RewardError(f"reward '{cls.name}': {exc}") from exc
+    return kwargs
 
 
 def _convert(reward: str, key: str, text: str, hint: Any) -> Any:
