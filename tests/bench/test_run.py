@@ -171,7 +171,7 @@ def test_cli_bench_writes_the_report(toy_registry, tmp_path):
     ],
 )
 def test_cli_bench_bad_input(toy_registry, human_files, tmp_path, args, message):
-    data, _ = human_files
+    del human_files  # writes data.jsonl into tmp_path
     (tmp_path / "bad.jsonl").write_text('{"id": "x", "source": "no reference"}\n')
     (tmp_path / "human_bad.jsonl").write_text(
         '{"id": "nope", "system": "a", "hypothesis": "h", "score": 1}\n'
