@@ -29,13 +29,25 @@ def test_plugins_json_lists_every_builtin(registry):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     rewards = {row["name"]: row for row in data["entries"] if row["kind"] == "reward"}
-    assert sorted(rewards) == ["bleu", "chrf", "meteor", "rouge1", "rouge2", "rougel", "ter"]
+    assert sorted(rewards) == [
+        "bertscore",
+        "bleu",
+        "chrf",
+        "comet",
+        "meteor",
+        "rouge1",
+        "rouge2",
+        "rougel",
+        "ter",
+    ]
     assert rewards["bleu"]["plugin"] == "sacrebleu_rewards"
     assert rewards["bleu"]["version"] == rewardkit.__version__
     assert {p["name"]: p["status"] for p in data["plugins"]} == {
         "sacrebleu_rewards": "ok",
         "rouge_rewards": "ok",
         "meteor_reward": "ok",
+        "bertscore_reward": "ok",
+        "comet_reward": "ok",
     }
 
 
@@ -48,7 +60,7 @@ def test_plugins_table_shows_disabled_and_broken_plugins():
     reg = rewardkit.load_registry(
         ["rouge_rewards"], entry_points=False, plugins={"broken": Broken()}
     )
-    result = run(reg, "plugins")
+    result = CliRunner().invoke(build_cli(reg), ["plugins"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "disabled" in result.output
     words = " ".join(result.output.replace("│", " ").split())
@@ -125,7 +137,7 @@ def files(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-r", "blue"], "unknown reward 'blue'; available: bleu, chrf"),
+        (["-r", "blue"], "unknown reward 'blue'; available: bertscore, bleu, chrf"),
         (["-r", "bleu:tokenize"], "malformed reward spec 'bleu:tokenize'"),
         (["-r", "bleu=heavy"], "bad weight 'heavy' for reward 'bleu'"),
         (
@@ -190,7 +202,10 @@ def test_main_disable_plugin_is_read_before_parsing(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--disable-plugin", "sacrebleu_rewards", "score", "--sample", "-r", "bleu"])
     assert info.value.code == 2
-    assert "unknown reward 'bleu'; available: meteor, rouge1" in capsys.readouterr().err
+    assert (
+        "unknown reward 'bleu'; available: bertscore, comet, meteor, rouge1"
+        in capsys.readouterr().err
+    )
 
 
 HEAVY = [
@@ -255,8 +270,14 @@ def test_plugin_commands_run_and_are_listed():
     reg = rewardkit.load_registry(entry_points=False, plugins={"greeter": CommandPlugin()})
     assert run(reg, "greet", "you").stdout == "hello you\n"
     data = json.loads(run(reg, "plugins", "--json").stdout)
-    assert {"name": "greet", "kind": "command", "plugin": "greeter", "version": None,
-            "status": "ok", "summary": "Greet somebody"} in data["entries"]
+    assert {
+        "name": "greet",
+        "kind": "command",
+        "plugin": "greeter",
+        "version": None,
+        "status": "ok",
+        "summary": "Greet somebody",
+    } in data["entries"]
 
 
 def test_plugin_may_not_replace_a_command():

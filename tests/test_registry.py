@@ -17,6 +17,8 @@ BUILTIN_REWARDS = {
     "rouge2": "rouge_rewards",
     "rougel": "rouge_rewards",
     "meteor": "meteor_reward",
+    "bertscore": "bertscore_reward",
+    "comet": "comet_reward",
 }
 
 
@@ -97,7 +99,10 @@ def test_disable_builtin_by_argument_and_environment(monkeypatch):
     assert "rouge1" not in reg.names("reward")
     assert "bleu" in reg.names("reward")
 
-    monkeypatch.setenv("REWARDKIT_DISABLE_PLUGINS", "sacrebleu_rewards, meteor_reward")
+    monkeypatch.setenv(
+        "REWARDKIT_DISABLE_PLUGINS",
+        "sacrebleu_rewards, meteor_reward,bertscore_reward,comet_reward",
+    )
     reg = rewardkit.load_registry(entry_points=False)
     assert reg.names("reward") == ["rouge1", "rouge2", "rougel"]
     with pytest.raises(rewardkit.RegistryError, match="unknown reward 'bleu'; available: rouge1"):

@@ -79,7 +79,7 @@ def test_build_converts_typed_options(registry):
     [
         (
             "blue",
-            "unknown reward 'blue'; available: bleu, chrf, meteor, rouge1, rouge2, rougel, ter",
+            "unknown reward 'blue'; available: bertscore, bleu, chrf, comet, meteor, rouge1",
         ),
         ("bleu:tokenise=intl", "has no option 'tokenise'; its options: tokenize, smooth"),
         ("bleu:smooth=foo", "choose one of exp, floor, add-k, none"),
