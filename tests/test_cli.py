@@ -75,7 +75,7 @@ def test_score_sample_tsv_and_corpus_bleu(registry):
     assert len(lines) == 1 + 24
     hyps = (SAMPLE_DIR / "hyp.txt").read_text().splitlines()
     refs = (SAMPLE_DIR / "ref.txt").read_text().splitlines()
-    group, completion, reward, bleu, chrf = lines[2].split("\t")
+    group, completion, _, bleu, _ = lines[2].split("\t")
     expected = sacrebleu.sentence_bleu(hyps[1], [refs[0]]).score / 100
     assert (group, completion, float(bleu)) == ("0", "1", pytest.approx(expected, abs=1e-6))
     corpus = sacrebleu.corpus_bleu(hyps, [[r for r in refs for _ in range(4)]])

@@ -41,6 +41,9 @@ def test_hook_is_documented_in_the_readme(hook):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_has_a_test(hook):
     """A test outside this file implements the hook (``def {hook}(``)."""
-    sources = [p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("test_*.py")
-               if p.name != Path(__file__).name]
+    sources = [
+        p.read_text(encoding="utf-8")
+        for p in (ROOT / "tests").rglob("test_*.py")
+        if p.name != Path(__file__).name
+    ]
     assert any(f"def {hook}(" in source for source in sources), f"no test implements {hook}"

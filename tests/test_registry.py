@@ -87,7 +87,7 @@ def test_rewards_must_subclass_reward():
     class NotAReward:
         name = "fake"
 
-    with pytest.raises(rewardkit.RegistryError, match="not a subclass of rewardkit.Reward"):
+    with pytest.raises(rewardkit.RegistryError, match=r"not a subclass of rewardkit\.Reward"):
         rewardkit.load_registry(
             builtins=False, entry_points=False, plugins={"p": RewardPlugin(NotAReward)}
         )
