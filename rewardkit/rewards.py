@@ -216,6 +216,9 @@ class WeightedSum(Reward):
                     row_total[j] += weight * value
         return RewardOutput(total, components, diagnostics)
 
+    def signature(self) -> str:
+        return " + ".join(f"{weight}*({reward.signature()})" for _, weight, reward in self.parts)
+
     def corpus_score(self, hypotheses, references):
         return None
 
