@@ -145,6 +145,7 @@ class BertScore(rewardkit.Reward):
                     "for it (e.g. num_layers=17 for roberta-large)"
                 )
         self.num_layers = num_layers
+        self.idf, self.rescaled = idf, rescale_with_baseline
         self.which = which
         self.device = device
         self.batch_size = batch_size
@@ -165,6 +166,19 @@ class BertScore(rewardkit.Reward):
 
         # Reference text (stripped) -> (embeddings [tokens, dim], idf weights [tokens]).
         self._cache: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+
+    def signature(self) -> str:
+        return (
+            f"{self.spec or self.name}|model:{self.model_name}|layer:{self.num_layers}|"
+            f"idf:{'yes' if self.idf else 'no'}|rescaled:{'yes' if self.rescaled else 'no'}|"
+            f"{self.which}|bert-score:{self._bs_version()}"
+        )
+
+    @staticmethod
+    def _bs_version() -> str:
+        from importlib.metadata import version
+
+        return version("bert-score")
 
     # --- loading ---
 

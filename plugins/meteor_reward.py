@@ -74,8 +74,18 @@ class Meteor(rewardkit.GroupwiseReward):
         self.wordnet = wordnet or NoSynonyms()
         self.uses_synonyms = wordnet is not None
         self._tokenize = NLTKWordTokenizer().tokenize if tokenize == "nltk" else str.split
+        self.tokenize = tokenize
         self._meteor = meteor_score
         self._settings = dict(stemmer=PorterStemmer(), alpha=alpha, beta=beta, gamma=gamma)
+
+    def signature(self) -> str:
+        from importlib.metadata import version
+
+        synonyms = "wordnet" if self.uses_synonyms else "none"
+        return (
+            f"{self.spec or self.name}|synonyms:{synonyms}|tok:{self.tokenize}|"
+            f"stem:porter|nltk:{version('nltk')}"
+        )
 
     def prepare(self, references: Sequence[str], source: str | None) -> Any:
         return [self._tokenize(r) for r in references]

@@ -23,6 +23,13 @@ class _Rouge(rewardkit.GroupwiseReward):
 
         self._tokenizer = tokenizers.DefaultTokenizer(use_stemmer=use_stemmer)
         self._lib = rouge_scorer
+        self.use_stemmer = use_stemmer
+
+    def signature(self) -> str:
+        from importlib.metadata import version
+
+        stemmer = "porter" if self.use_stemmer else "no"
+        return f"{self.spec or self.name}|stemmer:{stemmer}|rouge-score:{version('rouge-score')}"
 
     def _features(self, text: str) -> Any:
         tokens = self._tokenizer.tokenize(text)
