@@ -239,7 +239,7 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
     from rewardkit.rewards import Group, WeightedSum
     from rewardkit.textio import read_lines, write_text
 
-    reward = registry.build_reward(config.reward)
+    registry.check_spec(config.reward)  # a typo fails before files are read or models load
     hyps = read_lines(config.hyp)
     ref_columns = [read_lines(path) for path in config.refs]
     src = read_lines(config.src) if config.src else None
@@ -268,6 +268,7 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
         )
         for i in range(n_groups)
     ]
+    reward = registry.build_reward(config.reward)
     out = reward(groups)
 
     lines = []
