@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "meteor_reward": "rewardkit.plugins.meteor_reward",
     "bertscore_reward": "rewardkit.plugins.bertscore_reward",
     "comet_reward": "rewardkit.plugins.comet_reward",
+    "speech_tasks": "rewardkit.plugins.speech_tasks",
 }
 
 KINDS = ("reward", "backend", "task", "command")

@@ -48,7 +48,10 @@ def test_plugins_json_lists_every_builtin(registry):
         "meteor_reward": "ok",
         "bertscore_reward": "ok",
         "comet_reward": "ok",
+        "speech_tasks": "ok",
     }
+    tasks = {row["name"] for row in data["entries"] if row["kind"] == "task"}
+    assert tasks == {"speech_translation", "spoken_qa"}
 
 
 def test_plugins_table_shows_disabled_and_broken_plugins():
