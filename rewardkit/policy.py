@@ -15,9 +15,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # numpy stays out of `rewardkit plugins`, which imports this via backends
+    import numpy as np
 
 
 @dataclass(frozen=True)

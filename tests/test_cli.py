@@ -49,6 +49,7 @@ def test_plugins_json_lists_every_builtin(registry):
         "bertscore_reward": "ok",
         "comet_reward": "ok",
         "speech_tasks": "ok",
+        "hf": "ok",
     }
     tasks = {row["name"] for row in data["entries"] if row["kind"] == "task"}
     assert tasks == {"speech_translation", "spoken_qa"}

@@ -1,0 +1,929 @@
+"""The ``hf`` policy backend: a transformers speech-aware LM (or plain causal LM) with PEFT LoRA.
+
+Models: ``Qwen2AudioForConditionalGeneration``, ``GraniteSpeechForConditionalGeneration``,
+``VoxtralForConditionalGeneration`` (detected from ``config.model_type``) and any
+``AutoModelForCausalLM`` for text-only prompts. ``ModelSpec.model`` is a named tiny spec
+(``tiny`` = ``tiny-qwen2-audio``, ``tiny-granite-speech``, ``tiny-voxtral``; see
+``rewardkit.backends.tiny``), a local directory written by ``save_pretrained`` (with its tokenizer
+and, for speech models, its processor or ``preprocessor_config.json``), or a hub id where a hub
+is reachable (the same code path).
+
+Prompts. Each prompt's text goes into one user message, audio placeholder first, rendered with
+the tokenizer's chat template; without one: ``"User: {placeholder}{text}\\nAssistant:"`` with the
+tokenizer's own special tokens. The single audio token is then expanded to the encoder's output
+length. Features: Whisper log-mel from the checkpoint's ``WhisperFeatureExtractor``
+(Qwen2-Audio: one window of ``2 * max_source_positions`` frames with ``feature_attention_mask``;
+Voxtral: as many windows as the audio needs), and for Granite-Speech the log-mel of its own
+feature extractor computed with torch (:mod:`rewardkit.backends.features`, bit-identical to the
+torchaudio original, which cannot be imported here).
+Granite's encoder has no padding mask, so each prompt's audio is encoded on its own and its
+embeddings are placed into the prompt (``inputs_embeds``): log-probs never depend on which other
+prompts share a batch.
+
+Training. With ``lora_r > 0``: LoRA on the LM's attention projections (``q/k/v/o_proj`` inside
+the language model; ``lora_targets`` names other LM modules), the audio encoder frozen, the
+projector trained (``train_projector``) and the encoder optionally (``train_encoder``). Fully
+trained parts are PEFT ``modules_to_save``: PEFT keeps their original weights, so the reference
+policy is exactly the initial model with ``model.disable_adapter()`` and no second model copy.
+With ``lora_r == 0`` the selected parts are trained fully (the LM by default:
+``extra["train_lm"]``), and a frozen copy of only those tensors is swapped in for reference
+passes. Frozen encoders and projectors stay in eval mode (no dropout, no BatchNorm updates).
+
+Modes. ``generate`` and every no-grad ``logprobs`` pass run in eval mode; ``logprobs(grad=True)``
+uses the mode set by :meth:`HFBackend.train`. ``Completions.logprobs`` are those of the sampled
+tokens under the untempered policy (temperature 1, no top-p), recomputed with a forward pass, so
+they equal ``logprobs(...)`` of the same tokens. Sampling never emits the audio placeholder
+token. All returned tensors live on ``spec.device``.
+
+Checkpoints (``save``/``load``): ``trainable.safetensors`` (the trainable tensors by parameter
+name: LoRA, projector, anything else trained), ``training_state.pt`` (AdamW, scheduler, torch /
+Python / NumPy RNG states, the sampling-call counter), ``backend.json`` (spec and optimizer
+config); ``full_model`` adds the merged model, tokenizer and processor via ``save_pretrained``.
+A checkpoint restores into a backend built from the same spec.
+
+``extra`` options: ``train_lm`` (bool; default ``lora_r == 0``), ``max_audio_seconds`` (float;
+default: the encoder's window for Qwen2-Audio, unlimited otherwise, but a prompt must fit the
+LM's ``max_position_embeddings``).
+
+torch, transformers and peft are imported inside functions: importing this module (as
+``rewardkit plugins`` does) stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import rewardkit
+from rewardkit.errors import RewardkitError
+from rewardkit.policy import (
+    Completions,
+    ModelSpec,
+    OptimizerConfig,
+    PolicyBackend,
+    Prompt,
+    SamplingConfig,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["BackendError", "HFBackend"]
+
+SPEECH_FAMILIES = ("qwen2_audio", "granite_speech", "voxtral")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+# Module paths (inside the transformers model) of each family's parts.
+_PARTS = {
+    "qwen2_audio": ("model.audio_tower", "model.multi_modal_projector", "model.language_model"),
+    "voxtral": ("model.audio_tower", "model.multi_modal_projector", "model.language_model"),
+    "granite_speech": ("model.encoder", "model.projector", "model.language_model"),
+}
+CHECKPOINT_FILES = ("trainable.safetensors", "training_state.pt", "backend.json")
+
+
+class BackendError(RewardkitError):
+    """A model spec, prompt or checkpoint the ``hf`` backend cannot use (one-line message)."""
+
+
+@rewardkit.hookimpl
+def register_backends(register: Any) -> None:
+    register(HFBackend)
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio features
+
+
+@dataclass
+class _Encoded:
+    """One prompt, ready for the model: its token ids (audio token expanded) and audio inputs."""
+
+    ids: list[int]
+    features: Any = None  # qwen2_audio [mel, frames]; voxtral [chunks, mel, frames]; granite [F, D]
+    feature_mask: Any = None  # qwen2_audio [frames] (1 on real audio)
+
+
+class _Audio:
+    """How one model family turns a waveform into features and placeholder tokens."""
+
+    def __init__(self, family: str, model: Any, tokenizer: Any, fe: Any, max_seconds: float | None):
+        self.family = family
+        self.fe = fe
+        config = model.config
+        self.token_id: int = config.audio_token_id
+        if family == "qwen2_audio":
+            bos = getattr(tokenizer, "audio_bos_token", None) or "<|audio_bos|>"
+            eos = getattr(tokenizer, "audio_eos_token", None) or "<|audio_eos|>"
+            token = tokenizer.convert_ids_to_tokens(self.token_id)
+            self.placeholder = f"Audio 1: {bos}{token}{eos}\n"
+            self.sampling_rate = fe.sampling_rate
+            self.window = int(fe.n_samples)
+            encoder_max = self.window / self.sampling_rate
+        elif family == "voxtral":
+            begin = getattr(tokenizer, "begin_audio_token", None) or "[BEGIN_AUDIO]"
+            self.placeholder = begin + tokenizer.convert_ids_to_tokens(self.token_id)
+            self.sampling_rate = fe.sampling_rate
+            self.window = int(fe.n_samples)
+            audio = config.audio_config
+            self.tokens_per_chunk = (
+                audio.max_source_positions * audio.hidden_size // audio.intermediate_size
+            )
+            encoder_max = None
+        else:  # granite_speech; fe is the feature extractor's settings (a dict)
+            self.placeholder = tokenizer.convert_ids_to_tokens(self.token_id)
+            self.sampling_rate = int(fe.get("sampling_rate", 16_000))
+            from rewardkit.backends.features import GraniteFeatureSettings
+
+            self.granite = GraniteFeatureSettings.from_any(
+                {**GraniteFeatureSettings.from_any(config).__dict__, **fe}
+            )
+            encoder_max = None
+        self.max_seconds = max_seconds if max_seconds is not None else encoder_max
+        placeholder_ids = tokenizer(self.placeholder, add_special_tokens=False)["input_ids"]
+        if placeholder_ids.count(self.token_id) != 1:
+            raise BackendError(
+                f"the tokenizer does not encode the audio placeholder {self.placeholder!r} with "
+                f"the model's audio_token_id {self.token_id}; tokenizer and model do not match"
+            )
+
+    def features(self, audio: Any) -> tuple[Any, Any, int]:
+        """(features, feature mask or None, number of audio tokens) for one waveform [S]."""
+
+        if self.family == "qwen2_audio":
+            out = self.fe(
+                audio, sampling_rate=self.sampling_rate, padding="max_length",
+                return_attention_mask=True, return_tensors="pt",
+            )  # fmt: skip
+            mask = out["attention_mask"][0]  # [frames]
+            n = int(mask.sum())
+            n_tokens = (((n - 1) // 2 + 1) - 2) // 2 + 1
+            return out["input_features"][0], mask, n_tokens
+        if self.family == "voxtral":
+            out = self.fe(
+                audio, sampling_rate=self.sampling_rate, padding="longest",
+                pad_to_multiple_of=self.window, truncation=False, return_attention_mask=False,
+                return_tensors="pt",
+            )  # fmt: skip
+            feats = out["input_features"][0]  # [mel, chunks * frames]
+            frames = int(self.fe.nb_max_frames)
+            chunks = feats.reshape(feats.shape[0], -1, frames).transpose(0, 1)  # [C, mel, frames]
+            return chunks.contiguous(), None, chunks.shape[0] * self.tokens_per_chunk
+        from rewardkit.backends.features import granite_speech_features
+
+        out = granite_speech_features(audio, self.granite)
+        return out["input_features"][0], None, int(out["audio_embed_sizes"][0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
+    """(model, tokenizer, feature extractor or its settings, family) for a spec."""
+    from rewardkit.backends import tiny
+
+    if spec.model in tiny.TINY_SPECS:
+        parts = tiny.build_tiny(spec.model, seed=spec.seed)
+        return parts.model, parts.tokenizer, parts.feature_extractor, parts.family
+    path = Path(spec.model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BackendError(f"model directory {str(path)!r} has no config.json")
+        return _load_pretrained(str(path))
+    if path.exists():
+        raise BackendError(f"model path {str(path)!r} is a file, not a model directory")
+    looks_like_path = spec.model.startswith((".", "/", "~")) or os.sep in spec.model.strip("/")
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec.model) and not spec.model.startswith("."):
+        try:  # a hub id, where a hub is reachable: the same code path as a local directory
+            return _load_pretrained(spec.model)
+        except BackendError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendError(
+                f"cannot load model {spec.model!r}: no such local directory, and as a hub id: "
+                f"{first}"
+            ) from exc
+    if looks_like_path:
+        raise BackendError(f"model directory {spec.model!r} does not exist")
+    raise BackendError(
+        f"unknown model {spec.model!r}: not a named spec and no such directory; named specs: "
+        f"{', '.join(sorted(tiny.TINY_SPECS))}"
+    )
+
+
+def _load_pretrained(source: str) -> tuple[Any, Any, Any, str]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source)
+    family = config.model_type if config.model_type in SPEECH_FAMILIES else "causal_lm"
+    if family == "causal_lm":
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        except ValueError as exc:
+            raise BackendError(
+                f"model {source!r} has model_type {config.model_type!r}, which is neither a "
+                f"supported speech-aware LM ({', '.join(SPEECH_FAMILIES)}) nor a causal LM"
+            ) from exc
+    else:
+        import transformers
+
+        name = {
+            "qwen2_audio": "Qwen2AudioForConditionalGeneration",
+            "granite_speech": "GraniteSpeechForConditionalGeneration",
+            "voxtral": "VoxtralForConditionalGeneration",
+        }[family]
+        model = getattr(transformers, name).from_pretrained(source, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:
+        raise BackendError(f"cannot load the tokenizer of {source!r}: {exc}") from exc
+    features: Any = None
+    if family in ("qwen2_audio", "voxtral"):
+        from transformers import WhisperFeatureExtractor
+
+        try:
+            features = WhisperFeatureExtractor.from_pretrained(source)
+        except OSError as exc:
+            raise BackendError(
+                f"model {source!r} has no preprocessor_config.json (its audio feature settings)"
+            ) from exc
+    elif family == "granite_speech":
+        from transformers import FeatureExtractionMixin
+
+        try:  # only the settings: GraniteSpeechFeatureExtractor itself needs torchaudio
+            features, _ = FeatureExtractionMixin.get_feature_extractor_dict(source)
+        except OSError:
+            features = {}
+    if family == "qwen2_audio":  # the processor knows the audio bos/eos tokens
+        for attr in ("audio_bos_token", "audio_eos_token"):
+            if not getattr(tokenizer, attr, None):
+                with contextlib.suppress(Exception):
+                    setattr(tokenizer, attr, getattr(_processor(source), attr))
+    return model, tokenizer, features, family
+
+
+def _processor(source: str) -> Any:
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(source)
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+
+
+class HFBackend(PolicyBackend):
+    """transformers + PEFT: Qwen2-Audio, Granite-Speech, Voxtral or a causal LM, with LoRA."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        optimizer: OptimizerConfig,
+        model: Any,
+        tokenizer: Any,
+        features: Any,
+        family: str,
+    ):
+        import torch
+
+        self.spec = spec
+        self.optimizer_config = optimizer
+        self.family = family
+        self.device = torch.device(spec.device)
+        self.tokenizer = tokenizer
+        self.feature_extractor = features
+        self.model = model.to(self.device)  # the transformers model (LoRA layers injected)
+        self.peft: Any = None  # the PeftModel wrapper with LoRA
+        self._generate_calls = 0
+        self._training = True
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.eos_token_ids = self._eos_ids()
+        max_seconds = spec.extra.get("max_audio_seconds")
+        self.audio = (
+            _Audio(family, model, tokenizer, features, max_seconds)
+            if family in SPEECH_FAMILIES
+            else None
+        )
+        self._fixed = {n for n, p in model.named_parameters() if not p.requires_grad}
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._setup_trainable()
+        if spec.gradient_checkpointing:  # the LM only: the encoder is usually frozen
+            lm = self._lm_module()
+            kwargs = {"use_reentrant": False}
+            if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.x
+                lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        self._setup_optimizer()
+        self.train(True)
+
+    @classmethod
+    def build(cls, spec: ModelSpec, optimizer: OptimizerConfig) -> HFBackend:
+        """Load or build ``spec.model``, add LoRA, set up AdamW and its schedule."""
+        import torch
+
+        torch.manual_seed(spec.seed)
+        model, tokenizer, features, family = _load(spec)
+        return cls(spec, optimizer, model, tokenizer, features, family)
+
+    # --- setup ---
+
+    def _eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if source is None:
+                continue
+            ids.update([source] if isinstance(source, int) else source)
+        if self.family == "qwen2_audio":  # ChatML: both end-of-turn and end-of-text end a reply
+            for token in ("<|im_end|>", "<|endoftext|>"):
+                tid = self.tokenizer.convert_tokens_to_ids(token)
+                if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
+                    ids.add(tid)
+        if not ids:
+            raise BackendError(f"model {self.spec.model!r} defines no EOS token")
+        return sorted(ids)
+
+    def _part_names(self) -> tuple[str | None, str | None, str | None]:
+        """(encoder, projector, language model) module paths; (None, None, None) for a causal LM."""
+        return _PARTS.get(self.family, (None, None, None))
+
+    def _lm_module(self) -> Any:
+        lm = self._part_names()[2]
+        return self.model.get_submodule(lm) if lm else self.model
+
+    def _setup_trainable(self) -> None:
+        spec = self.spec
+        encoder, projector, lm = self._part_names()
+        train_lm = bool(spec.extra.get("train_lm", spec.lora_r == 0))
+        if spec.lora_r > 0 and train_lm:
+            raise BackendError("extra train_lm=true needs lora_r=0 (full fine-tuning)")
+        if spec.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            names = spec.lora_targets or DEFAULT_LORA_TARGETS
+            alternatives = "|".join(re.escape(n) for n in names)
+            scope = rf"(.*\.)?{re.escape(lm)}\.(.*\.)?" if lm else r"(.*\.)?"
+            parts = ((projector, spec.train_projector), (encoder, spec.train_encoder))
+            save = [m for m, on in parts if on and m]
+            config = LoraConfig(
+                r=spec.lora_r,
+                lora_alpha=spec.lora_alpha,
+                lora_dropout=spec.lora_dropout,
+                target_modules=rf"{scope}({alternatives})",
+                modules_to_save=save or None,
+                bias="none",
+            )
+            try:
+                with warnings.catch_warnings():  # peft reads a deprecated transformers property
+                    warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+                    self.peft = get_peft_model(self.model, config)
+            except ValueError as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise BackendError(
+                    f"LoRA targets {list(names)} match no module of the language model: {first}"
+                ) from exc
+        else:
+            wanted = {"lm": train_lm, "projector": spec.train_projector,
+                      "encoder": spec.train_encoder}  # fmt: skip
+            for name, param in self.model.named_parameters():
+                param.requires_grad_(wanted[self._part_of(name)])
+        for name, param in self._named_parameters():
+            if _base_name(name) in self._fixed:  # e.g. fixed sinusoidal positions stay fixed
+                param.requires_grad_(False)
+        self._trainable = [(n, p) for n, p in self._named_parameters() if p.requires_grad]
+        if not self._trainable:
+            raise BackendError("nothing to train: enable LoRA (lora_r > 0) or select parts")
+        # Reference weights without LoRA: a frozen copy of only the trainable tensors.
+        self._reference_copy = (
+            None if self.peft is not None else {n: p.detach().clone() for n, p in self._trainable}
+        )
+
+    def _named_parameters(self) -> Iterator[tuple[str, Any]]:
+        return (self.peft or self.model).named_parameters()
+
+    def _setup_optimizer(self) -> None:
+        import torch
+        from transformers import get_scheduler
+
+        opt = self.optimizer_config
+        if opt.schedule not in SCHEDULES:
+            raise BackendError(
+                f"unknown lr schedule {opt.schedule!r}; available: {', '.join(SCHEDULES)}"
+            )
+        self.optimizer = torch.optim.AdamW(
+            [p for _, p in self._trainable],
+            lr=opt.learning_rate,
+            betas=opt.betas,
+            weight_decay=opt.weight_decay,
+        )
+        self.scheduler = get_scheduler(
+            SCHEDULES[opt.schedule],
+            self.optimizer,
+            num_warmup_steps=opt.warmup_steps,
+            num_training_steps=max(opt.total_steps, 1),
+        )
+
+    # --- modes ---
+
+    def train(self, mode: bool = True) -> None:
+        """Training or evaluation mode; frozen encoder/projector always stay in eval mode."""
+        self._training = mode
+        (self.peft or self.model).train(mode)
+        if mode:
+            encoder, projector, _ = self._part_names()
+            for part, trained in ((encoder, self.spec.train_encoder),
+                                  (projector, self.spec.train_projector)):  # fmt: skip
+                if part and not trained:
+                    self.model.get_submodule(part).eval()
+
+    @contextlib.contextmanager
+    def _eval(self) -> Iterator[None]:
+        was = self._training
+        self.train(False)
+        try:
+            yield
+        finally:
+            self.train(was)
+
+    def _autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.bf16)
+
+    @contextlib.contextmanager
+    def _reference(self) -> Iterator[None]:
+        """The reference policy: adapters disabled (LoRA) or the initial trainable tensors."""
+        if self.peft is not None:
+            with self.peft.disable_adapter():
+                yield
+            return
+        current = {n: p.data for n, p in self._trainable}
+        try:
+            for name, param in self._trainable:
+                param.data = self._reference_copy[name]
+            yield
+        finally:
+            for name, param in self._trainable:
+                param.data = current[name]
+
+    # --- prompts ---
+
+    def _encode(self, prompts: Sequence[Prompt]) -> list[_Encoded]:
+        """Validate prompts and turn each into token ids and audio features."""
+        import numpy as np
+
+        out = []
+        max_positions = getattr(self._lm_module().config, "max_position_embeddings", None)
+        for index, prompt in enumerate(prompts):
+            pid = prompt.id or f"#{index}"
+            features = mask = None
+            n_tokens = 0
+            placeholder = ""
+            if prompt.audio is not None:
+                if self.audio is None:
+                    raise BackendError(
+                        f"prompt {pid}: has audio, but model {self.spec.model!r} is a text-only "
+                        "causal LM; use a speech-aware model or drop the audio"
+                    )
+                audio = np.asarray(prompt.audio, dtype=np.float32)
+                if audio.ndim != 1 or audio.size == 0:
+                    raise BackendError(
+                        f"prompt {pid}: audio must be a non-empty mono 1-D array, got shape "
+                        f"{audio.shape}"
+                    )
+                if prompt.sampling_rate != self.audio.sampling_rate:
+                    raise BackendError(
+                        f"prompt {pid}: audio is at {prompt.sampling_rate} Hz; the model expects "
+                        f"{self.audio.sampling_rate} Hz (resample it)"
+                    )
+                seconds = audio.size / prompt.sampling_rate
+                limit = self.audio.max_seconds
+                if limit is not None and seconds > limit + 1e-9:
+                    raise BackendError(
+                        f"prompt {pid}: audio is {seconds:.2f} s, longer than the {limit:.2f} s "
+                        "the audio encoder accepts; trim it or filter long items"
+                    )
+                features, mask, n_tokens = self.audio.features(audio)
+                if n_tokens < 2:
+                    raise BackendError(f"prompt {pid}: audio of {seconds:.3f} s is too short")
+                placeholder = self.audio.placeholder
+            ids = self._render(placeholder + prompt.text)
+            if n_tokens:
+                at = [i for i, t in enumerate(ids) if t == self.audio.token_id]
+                if len(at) != 1:
+                    raise BackendError(
+                        f"prompt {pid}: expected one audio token after the chat template, found "
+                        f"{len(at)} (does the text contain the audio token?)"
+                    )
+                ids = ids[: at[0]] + [self.audio.token_id] * n_tokens + ids[at[0] + 1 :]
+            elif self.audio is not None and self.audio.token_id in ids:
+                raise BackendError(f"prompt {pid}: the text contains the audio token")
+            if max_positions and len(ids) >= max_positions:
+                raise BackendError(
+                    f"prompt {pid}: {len(ids)} tokens, the model's context is {max_positions}; "
+                    "shorten the text or the audio"
+                )
+            out.append(_Encoded(ids, features, mask))
+        return out
+
+    def _render(self, content: str) -> list[int]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        return list(tok(f"User: {content}\nAssistant:", add_special_tokens=True)["input_ids"])
+
+    def _batch(self, encoded: list[_Encoded], rows: list[int]) -> dict[str, Any]:
+        """Left-padded prompt ids [B, L] and mask, plus the audio inputs of the rows' prompts."""
+        import torch
+
+        length = max(len(encoded[r].ids) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for b, r in enumerate(rows):
+            n = len(encoded[r].ids)
+            ids[b, length - n :] = torch.tensor(encoded[r].ids)
+            mask[b, length - n :] = 1
+        batch: dict[str, Any] = {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+        }
+        audio = [encoded[r] for r in rows if encoded[r].features is not None]
+        if audio and self.family == "qwen2_audio":
+            batch["input_features"] = torch.stack([e.features for e in audio]).to(self.device)
+            batch["feature_attention_mask"] = torch.stack([e.feature_mask for e in audio]).to(
+                self.device
+            )
+        elif audio and self.family == "voxtral":
+            batch["input_features"] = torch.cat([e.features for e in audio]).to(self.device)
+        elif audio:  # granite: one tensor per audio, encoded one at a time (no padding mask)
+            batch["granite_features"] = [e.features.to(self.device) for e in audio]
+        return batch
+
+    def _model_inputs(self, batch: dict[str, Any], ids: Any, attention: Any) -> dict[str, Any]:
+        """Keyword arguments for the model over token ids [B, L] whose first positions are the
+        prompts of ``batch``."""
+        kwargs = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+        kwargs["attention_mask"] = attention
+        feats = kwargs.pop("granite_features", None)
+        if self.family != "granite_speech":
+            kwargs["input_ids"] = ids
+            return kwargs
+        import torch
+
+        core = self.model.model
+        is_audio = batch["input_ids"] == self.audio.token_id  # [B, Lp]: prompt positions only
+        embeds = core.get_input_embeddings()(ids.masked_fill(ids == self.audio.token_id, 0))
+        if feats:
+            audio = torch.cat(
+                [core.get_audio_features(f[None], return_dict=True).pooler_output[0] for f in feats]
+            )  # [total audio tokens, H]
+            prompt_len = batch["input_ids"].shape[1]
+            prompt = embeds[:, :prompt_len].masked_scatter(
+                is_audio.unsqueeze(-1), audio.to(embeds.dtype)
+            )
+            embeds = torch.cat([prompt, embeds[:, prompt_len:]], dim=1)
+        kwargs["inputs_embeds"] = embeds
+        return kwargs
+
+    def _prompt_model_inputs(self, encoded: _Encoded) -> dict[str, Any]:
+        """One prompt's keyword inputs in the model's own format, batch size 1 (input_ids,
+        attention_mask and input_features / feature_attention_mask / input_features_mask):
+        the input of ``rewardkit.backends.shared_prompt``-style per-prompt scoring."""
+        import torch
+
+        ids = torch.tensor([encoded.ids], device=self.device)
+        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if encoded.features is None:
+            return inputs
+        features = encoded.features.to(self.device)
+        if self.family == "qwen2_audio":
+            inputs["input_features"] = features[None]  # [1, mel, frames]
+            inputs["feature_attention_mask"] = encoded.feature_mask.to(self.device)[None]
+        elif self.family == "voxtral":
+            inputs["input_features"] = features  # [chunks, mel, frames]
+        else:
+            n = encoded.ids.count(self.audio.token_id)
+            inputs["input_features"] = features[None]  # [1, F, 2 * mel]
+            inputs["input_features_mask"] = torch.ones(1, n, dtype=torch.bool, device=self.device)
+        return inputs
+
+    # --- sampling ---
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:
+        """G completions per prompt; seeded by ``spec.seed`` + the number of earlier calls."""
+        import torch
+        from transformers import GenerationConfig
+
+        if not prompts or sampling.num_samples < 1 or sampling.max_new_tokens < 1:
+            raise BackendError(
+                f"generate needs prompts, num_samples >= 1 and max_new_tokens >= 1; got "
+                f"{len(prompts)} prompts, {sampling.num_samples}, {sampling.max_new_tokens}"
+            )
+        if not sampling.greedy and not (sampling.temperature > 0 and 0 < sampling.top_p <= 1):
+            raise BackendError(
+                f"sampling needs temperature > 0 and 0 < top_p <= 1; got "
+                f"{sampling.temperature} and {sampling.top_p} (or set greedy)"
+            )
+        encoded = self._encode(prompts)
+        num_p, num_g = len(prompts), sampling.num_samples
+        rows = [p for p in range(num_p) for _ in range(num_g)]
+        batch = self._batch(encoded, rows)
+        sample_args = (
+            {}
+            if sampling.greedy
+            else {"temperature": sampling.temperature, "top_p": sampling.top_p}
+        )
+        config = GenerationConfig(
+            do_sample=not sampling.greedy,
+            max_new_tokens=sampling.max_new_tokens,
+            min_new_tokens=0,
+            num_beams=1,
+            top_k=0,
+            repetition_penalty=1.0,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            suppress_tokens=[self.audio.token_id] if self.audio else None,
+            **sample_args,
+        )
+        seed = self.spec.seed + self._generate_calls
+        self._generate_calls += 1
+        devices = []
+        if self.device.type == "cuda":
+            index = self.device.index
+            devices = [index if index is not None else torch.cuda.current_device()]
+        with self._eval(), torch.no_grad(), self._autocast(), torch.random.fork_rng(devices):
+            torch.manual_seed(seed)
+            kwargs = self._model_inputs(batch, batch["input_ids"], batch["attention_mask"])
+            if "inputs_embeds" in kwargs:
+                kwargs["input_ids"] = batch["input_ids"]
+            sequences = self.model.generate(**kwargs, generation_config=config)
+        new = sequences[:, batch["input_ids"].shape[1] :]  # [P*G, T]
+        is_eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))
+        seen = is_eos.long().cumsum(-1)
+        mask = (seen == 0) | (is_eos & (seen == 1))  # up to and including the first EOS
+        truncated = ~is_eos.any(-1)
+        new = new.masked_fill(~mask, self.tokenizer.pad_token_id)
+        token_ids = new.reshape(num_p, num_g, -1)
+        mask = mask.reshape(num_p, num_g, -1)
+        text = self.tokenizer.batch_decode(
+            [row[m].tolist() for row, m in zip(new, mask.reshape(len(rows), -1))],
+            skip_special_tokens=True,
+        )
+        with self._eval(), torch.no_grad():
+            logprobs = self._completion_logprobs(encoded, token_ids, mask)
+        return Completions(
+            token_ids=token_ids,
+            mask=mask,
+            truncated=truncated.reshape(num_p, num_g),
+            text=[text[p * num_g : (p + 1) * num_g] for p in range(num_p)],
+            logprobs=logprobs,
+        )
+
+    # --- scoring ---
+
+    def logprobs(
+        self,
+        prompts: Sequence[Prompt],
+        token_ids: Any,
+        mask: Any,
+        *,
+        reference: bool = False,
+        grad: bool = False,
+    ) -> Any:
+        """Per-token log-probs [P, G, T] float32 (0 where masked). Reference passes never track
+        gradients; no-grad passes run in eval mode, grad passes in the current mode."""
+        import torch
+
+        token_ids = torch.as_tensor(token_ids, device=self.device).long()
+        mask = torch.as_tensor(mask, device=self.device).bool()
+        if token_ids.ndim != 3 or mask.shape != token_ids.shape or len(token_ids) != len(prompts):
+            raise BackendError(
+                f"token_ids and mask must both be [P, G, T] with P = {len(prompts)} prompts; got "
+                f"{tuple(token_ids.shape)} and {tuple(mask.shape)}"
+            )
+        encoded = self._encode(prompts)
+        if self.audio is not None and bool((token_ids[mask] == self.audio.token_id).any()):
+            raise BackendError("completions contain the audio placeholder token")
+        if reference:
+            with self._eval(), torch.no_grad(), self._reference():
+                return self._completion_logprobs(encoded, token_ids, mask)
+        if grad:
+            return self._completion_logprobs(encoded, token_ids, mask)
+        with self._eval(), torch.no_grad():
+            return self._completion_logprobs(encoded, token_ids, mask)
+
+    def _completion_logprobs(self, prompt_inputs: list[_Encoded], token_ids: Any, mask: Any) -> Any:
+        """Naive full-sequence log-probs: [left-padded prompt | completion] for all P*G rows in
+        one forward pass. token_ids, mask: [P, G, T] -> [P, G, T] float32, 0 where masked.
+
+        (One clearly named seam: a shared-prompt implementation can replace this method.)
+        """
+        import torch
+
+        num_p, num_g, length = token_ids.shape
+        rows = [p for p in range(num_p) for _ in range(num_g)]
+        batch = self._batch(prompt_inputs, rows)
+        completion = token_ids.reshape(num_p * num_g, length)  # [B, T]
+        completion_mask = mask.reshape(num_p * num_g, length)
+        ids = torch.cat([batch["input_ids"], completion], dim=1)  # [B, Lp + T]
+        attention = torch.cat([batch["attention_mask"], completion_mask.long()], dim=1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        kwargs = self._model_inputs(batch, ids, attention)
+        if self._keeps_logits:  # the LM head on the last T + 1 positions only
+            kwargs["logits_to_keep"] = length + 1
+        with self._autocast():
+            out = self.model(**kwargs, position_ids=positions, use_cache=False)
+        start = 0 if self._keeps_logits else batch["input_ids"].shape[1] - 1
+        logits = out.logits[:, start : start + length].float()  # [B, T, V]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+        return logp.masked_fill(~completion_mask, 0.0).reshape(num_p, num_g, length)
+
+    # --- training ---
+
+    def backward(self, loss: Any) -> None:
+        """Accumulate gradients of ``loss`` (already divided by the accumulation steps)."""
+        if not getattr(loss, "requires_grad", False):
+            raise BackendError("loss has no gradient; compute it from logprobs(..., grad=True)")
+        loss.backward()
+
+    def step(self) -> dict[str, float]:
+        """Clip to ``max_grad_norm``, AdamW step, scheduler step, zero grads."""
+        import torch
+
+        params = [p for _, p in self._trainable]
+        limit = self.optimizer_config.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(params, limit if limit else float("inf"))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": float(norm), "lr": float(lr)}
+
+    # --- reports ---
+
+    def trainable_parameters(self) -> dict[str, int]:
+        """Trainable counts per part (``encoder``, ``projector``, ``lm``, ``lora``), their sizes
+        (``*_total``), and ``trainable`` / ``total`` (PEFT's frozen originals not counted)."""
+        counts = {k: 0 for k in ("encoder", "projector", "lm", "lora")}
+        totals = dict.fromkeys(counts, 0)
+        for name, param in self._named_parameters():
+            if ".original_module." in name:
+                continue
+            part = self._part_of(name)
+            totals[part] += param.numel()
+            if param.requires_grad:
+                counts[part] += param.numel()
+        return {
+            **counts,
+            **{f"{k}_total": v for k, v in totals.items() if k != "lora"},
+            "trainable": sum(counts.values()),
+            "total": sum(totals.values()),
+        }
+
+    def _part_of(self, name: str) -> str:
+        if ".lora_" in name:
+            return "lora"
+        base = _base_name(name)
+        encoder, projector, _ = self._part_names()
+        for part, prefix in (("encoder", encoder), ("projector", projector)):
+            if prefix and base.startswith(prefix + "."):
+                return part
+        return "lm"
+
+    # --- checkpoints ---
+
+    def save(self, directory: Path, *, full_model: bool = False) -> None:
+        """Trainable tensors (``trainable.safetensors``), optimizer/scheduler/RNG state
+        (``training_state.pt``), ``backend.json``; with ``full_model`` also the merged model,
+        tokenizer and processor (``save_pretrained``), so the directory loads as a checkpoint.
+        Written to a temporary directory beside ``directory``, then renamed into place."""
+        import numpy as np
+        import torch
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            tensors = {n: p.detach().contiguous().cpu() for n, p in self._trainable}
+            save_file(tensors, str(tmp / "trainable.safetensors"), metadata={"format": "pt"})
+            np_state = np.random.get_state()
+            rng = {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "python": random.getstate(),
+                "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+            }
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "rng": rng,
+                    "generate_calls": self._generate_calls,
+                },
+                tmp / "training_state.pt",
+            )
+            meta = {
+                "backend": self.name,
+                "family": self.family,
+                "spec": asdict(self.spec),
+                "optimizer": asdict(self.optimizer_config),
+                "trainable": sorted(tensors),
+                "rewardkit_version": rewardkit.__version__,
+            }
+            (tmp / "backend.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            if full_model:
+                self._save_full(tmp)
+            _replace_dir(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _save_full(self, directory: Path) -> None:
+        import copy
+
+        from rewardkit.backends import tiny
+
+        if self.peft is not None:
+            merged = copy.deepcopy(self.peft).merge_and_unload()
+        else:
+            merged = self.model
+        merged.save_pretrained(directory)
+        tiny.save_preprocessing(self.family, self.tokenizer, self.feature_extractor, directory)
+
+    def load(self, directory: Path) -> None:
+        """Restore trainable tensors, optimizer, scheduler, RNG state and the sampling counter."""
+        import numpy as np
+        import torch
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
+        if missing:
+            raise BackendError(
+                f"{str(directory)!r} is not an hf backend checkpoint (missing {', '.join(missing)})"
+            )
+        tensors = load_file(str(directory / "trainable.safetensors"), device=str(self.device))
+        shapes = {n: tuple(p.shape) for n, p in self._trainable}
+        if {n: tuple(t.shape) for n, t in tensors.items()} != shapes:
+            extra, absent = sorted(set(tensors) - set(shapes)), sorted(set(shapes) - set(tensors))
+            resized = sorted(n for n in set(shapes) & set(tensors) if shapes[n] != tensors[n].shape)
+            raise BackendError(
+                f"checkpoint {str(directory)!r} does not match this model spec: "
+                f"{len(absent)} trainable tensors missing, {len(extra)} unexpected, "
+                f"{len(resized)} of another shape (e.g. {(absent + extra + resized)[0]})"
+            )
+        with torch.no_grad():
+            for name, param in self._trainable:
+                param.copy_(tensors[name])
+        state = torch.load(directory / "training_state.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        python = rng["python"]
+        random.setstate((python[0], tuple(python[1]), python[2]))
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, keys.numpy(), *rest))
+        self._generate_calls = int(state["generate_calls"])
+
+
+def _base_name(name: str) -> str:
+    """A parameter's name in the plain transformers model (PEFT prefixes and wrappers removed)."""
+    name = name.removeprefix("base_model.model.")
+    return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
+
+
+def _replace_dir(tmp: Path, directory: Path) -> None:
+    """Move ``tmp`` to ``directory``, replacing an existing one (os.replace cannot replace a
+    non-empty directory: the old one is renamed aside first, then removed)."""
+    if directory.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)

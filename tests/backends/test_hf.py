@@ -1,0 +1,503 @@
+"""The ``hf`` backend on tiny random Qwen2-Audio, Granite-Speech, Voxtral and a plain causal LM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import rewardkit
+from rewardkit.backends import hf, tiny
+from rewardkit.backends.features import granite_speech_features
+from rewardkit.backends.hf import BackendError, HFBackend
+from rewardkit.policy import ModelSpec, OptimizerConfig, Prompt, SamplingConfig
+
+SPEECH_MODELS = ("tiny-qwen2-audio", "tiny-granite-speech", "tiny-voxtral")  # as in conftest.py
+SAMPLING = SamplingConfig(num_samples=3, max_new_tokens=5)
+
+
+def tone(seconds: float, freq: float = 220.0, seed: int = 0) -> np.ndarray:
+    """A deterministic 16 kHz test signal: a tone plus a little noise, float32 mono."""
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    noise = np.random.default_rng(seed).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * noise).astype(np.float32)
+
+
+def make_prompts(speech: bool) -> list[Prompt]:
+    """Two prompts of different lengths (audio 1.0 s and 1.5 s for speech models)."""
+    if not speech:
+        return [
+            Prompt("Translate into German: The weather is nice.", id="t0"),
+            Prompt("Where is the station?", id="t1"),
+        ]
+    return [
+        Prompt("Translate the audio into German.", tone(1.0, 220.0, 1), id="s0"),
+        Prompt("What did Nina buy at the market?", tone(1.5, 330.0, 2), id="s1"),
+    ]
+
+
+def build(model: str, optimizer: OptimizerConfig | None = None, **spec: object) -> HFBackend:
+    """A backend with LoRA r=4 unless told otherwise."""
+    options = {"lora_r": 4, "lora_alpha": 8, **spec}
+    return HFBackend.build(
+        ModelSpec(model, **options), optimizer or OptimizerConfig(learning_rate=1e-2)
+    )
+
+
+def prompts_for(backend: HFBackend) -> list[Prompt]:
+    return make_prompts(backend.family != "causal_lm")
+
+
+def fixed_completions(backend: HFBackend, num_prompts: int, g: int = 2):
+    """A fixed target ("Das Wetter ist schön." + EOS) as [P, G, T] ids and an all-true mask."""
+    ids = backend.tokenizer("Das Wetter ist schön.", add_special_tokens=False)["input_ids"]
+    ids = [*ids, backend.eos_token_ids[0]]
+    token_ids = torch.tensor(ids).expand(num_prompts, g, len(ids)).clone()
+    return token_ids, torch.ones_like(token_ids, dtype=torch.bool)
+
+
+def toy_loss(backend: HFBackend, prompts, token_ids, mask) -> torch.Tensor:
+    """Mean negative log-likelihood of the completions (an SFT loss)."""
+    return -backend.logprobs(prompts, token_ids, mask, grad=True).sum() / mask.sum()
+
+
+def train_step(backend: HFBackend, prompts, token_ids, mask) -> float:
+    loss = toy_loss(backend, prompts, token_ids, mask)
+    backend.backward(loss)
+    backend.step()
+    return loss.item()
+
+
+def snapshot(backend: HFBackend) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of the transformers model (LoRA and PEFT copies included)."""
+    return {k: v.detach().clone() for k, v in backend.model.state_dict().items()}
+
+
+# --- registration and import cost ------------------------------------------------------------
+
+
+def test_registers_through_the_hook():
+    registry = rewardkit.load_registry(plugins={"hf": hf}, builtins=False, entry_points=False)
+    assert registry.get("backend", "hf") is HFBackend
+
+
+def test_importing_the_module_does_not_import_torch():
+    code = "import sys, rewardkit.backends.hf; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+def test_generate_shapes_masks_and_logprobs(model_name):
+    backend = build(model_name)
+    prompts = prompts_for(backend)
+    out = backend.generate(prompts, SAMPLING)
+    p, g = len(prompts), SAMPLING.num_samples
+    assert out.token_ids.shape[:2] == (p, g) and out.token_ids.shape[2] <= SAMPLING.max_new_tokens
+    assert out.token_ids.dtype == torch.int64 and out.mask.dtype == torch.bool
+    assert out.mask.shape == out.token_ids.shape == out.logprobs.shape
+    assert out.logprobs.dtype == torch.float32 and out.truncated.shape == (p, g)
+    assert len(out.text) == p and all(len(t) == g for t in out.text)
+    # the mask is a prefix; padding holds the pad id and log-prob 0
+    assert torch.equal(out.mask, out.mask.long().cummin(-1).values.bool())
+    pad = backend.tokenizer.pad_token_id
+    assert bool((out.token_ids[~out.mask] == pad).all())
+    assert bool((out.logprobs[~out.mask] == 0).all()) and bool((out.logprobs[out.mask] < 0).all())
+    # log-probs of the sampled tokens are the policy's (same forward as logprobs())
+    again = backend.logprobs(prompts, out.token_ids, out.mask)
+    torch.testing.assert_close(again, out.logprobs, rtol=0, atol=1e-6)
+    assert backend.audio is None or not bool((out.token_ids == backend.audio.token_id).any())
+
+
+def test_eos_ends_the_mask_and_truncation_flags(model_name):
+    backend = build(model_name)
+    backend.eos_token_ids = list(range(0, len(backend.tokenizer), 3))  # EOS is likely each step
+    out = backend.generate(prompts_for(backend), SamplingConfig(num_samples=4, max_new_tokens=4))
+    eos = torch.tensor(backend.eos_token_ids)
+    ended = 0
+    for ids, mask, truncated in zip(
+        out.token_ids.flatten(0, 1), out.mask.flatten(0, 1), out.truncated.flatten()
+    ):
+        real = ids[mask]
+        is_eos = torch.isin(real, eos)
+        if truncated:
+            assert len(real) == 4 and not bool(is_eos.any())
+        else:  # the EOS token is the last masked token, and the only EOS
+            assert bool(is_eos[-1]) and int(is_eos.sum()) == 1
+            ended += 1
+    assert 0 < ended < out.truncated.numel()
+
+
+def test_generate_is_reproducible_from_the_seed(model_name):
+    prompts = make_prompts(model_name in SPEECH_MODELS)
+    a, b = build(model_name, seed=3), build(model_name, seed=3)
+    first_a, first_b = a.generate(prompts, SAMPLING), b.generate(prompts, SAMPLING)
+    assert torch.equal(first_a.token_ids, first_b.token_ids) and first_a.text == first_b.text
+    second = a.generate(prompts, SAMPLING)  # the next call draws new samples
+    assert not torch.equal(second.token_ids, first_a.token_ids)
+    greedy = a.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=4, greedy=True))
+    assert torch.equal(greedy.token_ids[:, 0], greedy.token_ids[:, 1])
+
+
+# --- reference policy and training -----------------------------------------------------------
+
+
+def test_reference_equals_policy_until_a_lora_step(model_name):
+    backend = build(model_name)
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    policy = backend.logprobs(prompts, ids, mask)
+    reference = backend.logprobs(prompts, ids, mask, reference=True)
+    assert torch.equal(policy, reference)
+    train_step(backend, prompts, ids, mask)
+    after = backend.logprobs(prompts, ids, mask)
+    assert (after - policy).abs().max() > 1e-3
+    assert torch.equal(backend.logprobs(prompts, ids, mask, reference=True), reference)
+
+
+def test_lora_step_reduces_the_loss_and_changes_only_lora_and_projector(model_name):
+    backend = build(model_name)
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    before = snapshot(backend)
+    losses = [train_step(backend, prompts, ids, mask) for _ in range(3)]
+    final = toy_loss(backend, prompts, ids, mask).item()
+    backend.optimizer.zero_grad()
+    assert final < losses[0] and losses == sorted(losses, reverse=True)
+    after = snapshot(backend)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k or ".modules_to_save." in k for k in changed)
+    assert any("lora_B" in k for k in changed)
+    encoder, projector, _ = backend._part_names()
+    if encoder:  # encoder untouched (parameters and buffers), projector trained
+        assert not any(k.startswith(encoder + ".") for k in changed)
+        assert any(k.startswith(projector + ".modules_to_save.") for k in changed)
+
+
+def test_full_fine_tuning_reference_is_a_copy_of_the_trainable_tensors(model_name):
+    backend = build(model_name, lora_r=0, optimizer=OptimizerConfig(learning_rate=1e-3))
+    counts = backend.trainable_parameters()
+    assert counts["lora"] == 0 and counts["lm"] == counts["lm_total"] and counts["encoder"] == 0
+    assert backend.peft is None and set(backend._reference_copy) == {
+        n for n, _ in backend._trainable
+    }
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    reference = backend.logprobs(prompts, ids, mask, reference=True)
+    assert torch.equal(reference, backend.logprobs(prompts, ids, mask))
+    train_step(backend, prompts, ids, mask)
+    assert not torch.equal(backend.logprobs(prompts, ids, mask), reference)
+    assert torch.equal(backend.logprobs(prompts, ids, mask, reference=True), reference)
+
+
+def test_trainable_parameter_counts(model_name):
+    backend = build(model_name, lora_r=4)
+    counts = backend.trainable_parameters()
+    lora = sum(
+        4 * (m.in_features + m.out_features)
+        for n, m in backend.model.named_modules()
+        if n.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) and hasattr(m, "lora_A")
+    )
+    assert lora > 0 and counts["lora"] == lora and counts["lm"] == 0 and counts["encoder"] == 0
+    assert counts["projector"] == counts["projector_total"]
+    assert counts["trainable"] == lora + counts["projector"]
+    assert counts["trainable"] == sum(p.numel() for _, p in backend._trainable)
+    base = sum(p.numel() for p in build(model_name, lora_r=0).model.parameters())
+    assert counts["total"] == base + lora
+    if backend.family != "causal_lm":
+        assert counts["projector"] > 0 and counts["encoder_total"] > 0
+        frozen = build(model_name, train_projector=False).trainable_parameters()
+        assert frozen["projector"] == 0 and frozen["trainable"] == lora
+        enc = build(model_name, train_encoder=True).trainable_parameters()
+        assert 0 < enc["encoder"] <= enc["encoder_total"]
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_is_exact(model_name, tmp_path):
+    spec = {"lora_dropout": 0.1}  # dropout: the RNG state must be restored too
+    opt = OptimizerConfig(learning_rate=1e-2, schedule="cosine", warmup_steps=1, total_steps=6)
+    first = build(model_name, optimizer=opt, **spec)
+    prompts = prompts_for(first)
+    ids, mask = fixed_completions(first, len(prompts))
+
+    def continue_training(backend: HFBackend) -> tuple[list[float], torch.Tensor]:
+        losses = []
+        for _ in range(2):
+            sampled = backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=3))
+            losses.append(train_step(backend, prompts, sampled.token_ids, sampled.mask))
+            losses.append(train_step(backend, prompts, ids, mask))
+        return losses, sampled.token_ids
+
+    train_step(first, prompts, ids, mask)
+    first.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted(hf.CHECKPOINT_FILES)
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary directory left
+    meta = json.loads((tmp_path / "ckpt" / "backend.json").read_text())
+    assert meta["backend"] == "hf" and meta["spec"]["model"] == model_name
+    losses, sampled = continue_training(first)
+
+    second = build(model_name, optimizer=opt, **spec)
+    second.load(tmp_path / "ckpt")
+    losses2, sampled2 = continue_training(second)
+    assert losses == losses2 and torch.equal(sampled, sampled2)
+    for (name, a), (_, b) in zip(first._trainable, second._trainable):
+        assert torch.equal(a, b), name
+    assert first.scheduler.get_last_lr() == second.scheduler.get_last_lr()
+
+    first.save(tmp_path / "ckpt")  # overwriting an existing checkpoint is atomic too
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_full_model_save_loads_as_a_plain_checkpoint(model_name, tmp_path):
+    backend = build(model_name)
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    train_step(backend, prompts, ids, mask)
+    trained = backend.logprobs(prompts, ids, mask)
+    backend.save(tmp_path / "full", full_model=True)
+    assert (tmp_path / "full" / "config.json").is_file()
+    merged = build(str(tmp_path / "full"), lora_r=0)
+    assert merged.family == backend.family
+    torch.testing.assert_close(merged.logprobs(prompts, ids, mask), trained, rtol=0, atol=1e-4)
+    # the LoRA policy itself is unchanged by saving (merging worked on a copy)
+    assert torch.equal(backend.logprobs(prompts, ids, mask), trained)
+
+
+@pytest.mark.parametrize("name", SPEECH_MODELS)
+def test_saved_tiny_directory_loads_like_the_named_spec(name, tmp_path):
+    tiny.save_tiny(tiny.build_tiny(name), tmp_path)
+    named, loaded = build(name, lora_r=0), build(str(tmp_path), lora_r=0)
+    prompts = make_prompts(True)
+    assert [e.ids for e in named._encode(prompts)] == [e.ids for e in loaded._encode(prompts)]
+    ids, mask = fixed_completions(named, len(prompts))
+    assert torch.equal(named.logprobs(prompts, ids, mask), loaded.logprobs(prompts, ids, mask))
+
+
+def test_load_rejects_a_checkpoint_of_another_spec(tmp_path):
+    build("tiny", lora_r=4).save(tmp_path / "a")
+    with pytest.raises(BackendError, match="does not match this model spec"):
+        build("tiny", lora_r=8).load(tmp_path / "a")
+    with pytest.raises(BackendError, match="not an hf backend checkpoint"):
+        build("tiny").load(tmp_path)
+
+
+# --- prompts and features --------------------------------------------------------------------
+
+
+def test_qwen2_audio_prompt_matches_its_processor(tmp_path):
+    from transformers import AutoProcessor
+
+    backend = build("tiny")
+    assert backend.family == "qwen2_audio"  # "tiny" is the Qwen2-Audio class
+    tiny.save_tiny(tiny.build_tiny("tiny"), tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    prompt = make_prompts(True)[0]
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": backend.audio.placeholder + prompt.text}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    expected = processor(text=text, audio=prompt.audio, return_tensors="pt")
+    encoded = backend._encode([prompt])[0]
+    assert encoded.ids == expected["input_ids"][0].tolist()
+    assert encoded.ids.count(backend.audio.token_id) == 25  # 1 s -> 100 frames -> 25 tokens
+    assert torch.equal(encoded.features, expected["input_features"][0])
+    assert torch.equal(encoded.feature_mask, expected["feature_attention_mask"][0])
+
+
+def test_voxtral_audio_fills_whole_windows():
+    backend = build("tiny-voxtral")
+    short, long = backend._encode([Prompt("a", tone(1.0)), Prompt("b", tone(2.5))])
+    assert short.features.shape == (1, tiny.N_MELS, 200) and long.features.shape[0] == 2
+    assert short.ids.count(backend.audio.token_id) == 25 and long.ids.count(24) == 50
+    assert backend.tokenizer.decode(long.ids[:3]) == "<s>[INST][BEGIN_AUDIO]"
+
+
+def test_granite_features_match_the_reference_computation():
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+    from transformers.models.granite_speech.feature_extraction_granite_speech import (
+        GraniteSpeechFeatureExtractor as Extractor,
+    )
+
+    audio = tone(1.3, 440.0)
+    ours = granite_speech_features(audio, {"n_mels": 32})["input_features"][0]
+    power = spectrogram(  # numpy reference: the same STFT and HTK mel filters
+        audio,
+        window_function(400, "hann", frame_length=512),
+        frame_length=512,
+        hop_length=160,
+        power=2.0,
+        mel_filters=mel_filter_bank(257, 32, 0.0, 8000.0, 16_000, None, "htk"),
+        center=True,
+        pad_mode="reflect",
+    ).T  # [frames, mels]
+    logmel = np.log10(np.maximum(power, 1e-10))
+    logmel = np.maximum(logmel, logmel.max() - 8.0) / 4 + 1
+    logmel = logmel[: len(logmel) // 2 * 2].reshape(-1, 64)
+    np.testing.assert_allclose(ours.numpy(), logmel, atol=2e-4)
+    backend = build("tiny-granite-speech")
+    encoded = backend._encode([Prompt("x", audio)])[0]
+    settings = types.SimpleNamespace(  # the extractor's own token count, without torchaudio
+        melspec_kwargs={"hop_length": 160}, projector_window_size=15, projector_downsample_rate=5
+    )
+    expected = Extractor._get_num_audio_features(settings, [audio.size])[0]
+    assert encoded.ids.count(backend.audio.token_id) == expected
+    assert torch.equal(encoded.features, ours)
+
+
+def test_granite_logprobs_do_not_depend_on_the_batch():
+    backend = build("tiny-granite-speech")
+    prompts = make_prompts(True)
+    ids, mask = fixed_completions(backend, 2)
+    both = backend.logprobs(prompts, ids, mask)
+    alone = backend.logprobs(prompts[1:], ids[1:], mask[1:])
+    torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-5)
+
+
+def test_text_only_prompts_use_the_fallback_template(causal_lm_dir):
+    backend = build(causal_lm_dir)
+    assert backend.tokenizer.chat_template is None
+    ids = backend._encode([Prompt("Hello there.")])[0].ids
+    assert backend.tokenizer.decode(ids) == "User: Hello there.\nAssistant:"
+
+
+def test_speech_models_also_take_text_only_prompts():
+    backend = build("tiny-voxtral")
+    prompts = [Prompt("No audio here."), make_prompts(True)[0]]
+    out = backend.generate(prompts, SAMPLING)
+    assert out.token_ids.shape[:2] == (2, 3)
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+def test_gradient_checkpointing_recomputes_and_gives_the_same_gradients():
+    grads, calls = [], []
+    for checkpointing in (False, True):
+        backend = build("tiny", gradient_checkpointing=checkpointing)
+        prompts = prompts_for(backend)
+        ids, mask = fixed_completions(backend, len(prompts))
+        seen: list[int] = []
+        attention = backend._lm_module().layers[0].self_attn  # inside the checkpointed layer
+        attention.register_forward_hook(lambda *_, seen=seen: seen.append(1))
+        backend.backward(toy_loss(backend, prompts, ids, mask))
+        grads.append(torch.cat([p.grad.flatten() for _, p in backend._trainable]))
+        calls.append(len(seen))
+    assert calls == [1, 2]  # the checkpointed layer runs again in the backward pass
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    backend, plain = build("tiny", bf16=True), build("tiny")
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    low = backend.logprobs(prompts, ids, mask)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, plain.logprobs(prompts, ids, mask), rtol=0, atol=0.1)
+    train_step(backend, prompts, ids, mask)
+    backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=3))
+
+
+def test_lr_schedule_with_warmup_and_grad_norm():
+    opt = OptimizerConfig(learning_rate=0.1, schedule="linear", warmup_steps=2, total_steps=4)
+    backend = build("tiny", optimizer=opt)
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    stats = []
+    for _ in range(4):
+        backend.backward(toy_loss(backend, prompts, ids, mask))
+        stats.append(backend.step())
+    assert [round(s["lr"], 6) for s in stats] == [0.0, 0.05, 0.1, 0.05]
+    assert all(s["grad_norm"] > 0 for s in stats)
+    with pytest.raises(BackendError, match="unknown lr schedule 'step'; available: constant"):
+        build("tiny", optimizer=OptimizerConfig(schedule="step"))
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_spec_name_lists_the_available_ones():
+    with pytest.raises(BackendError) as exc:
+        build("tiny-llama")
+    assert "tiny, tiny-granite-speech, tiny-qwen2-audio, tiny-voxtral" in one_line(exc)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(BackendError, match="does not exist") as exc:
+        build(str(tmp_path / "nope"))
+    one_line(exc)
+    with pytest.raises(BackendError, match=r"no config\.json"):
+        build(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", SPEECH_MODELS)
+def test_audio_too_long_names_the_prompt(name):
+    # Qwen2-Audio's encoder takes one 2 s window; the others take a configured maximum.
+    backend = build(name, extra={} if name == "tiny-qwen2-audio" else {"max_audio_seconds": 2.0})
+    prompts = [*make_prompts(True), Prompt("Too long.", tone(2.5), id="long-one")]
+    with pytest.raises(BackendError, match=r"prompt long-one: audio is 2\.50 s") as exc:
+        backend.generate(prompts, SAMPLING)
+    one_line(exc)
+
+
+def test_audio_given_to_a_text_only_model(causal_lm_dir):
+    backend = build(causal_lm_dir)
+    with pytest.raises(BackendError, match=r"prompt q7: has audio.*text-only") as exc:
+        backend.generate([Prompt("Hi", tone(1.0), id="q7")], SAMPLING)
+    one_line(exc)
+
+
+def test_inconsistent_training_options():
+    with pytest.raises(BackendError, match="train_lm=true needs lora_r=0"):
+        build("tiny", lora_r=4, extra={"train_lm": True})
+    with pytest.raises(BackendError, match="match no module of the language model"):
+        build("tiny", lora_targets=("no_such_proj",))
+
+
+def test_wrong_sampling_rate_and_shape():
+    backend = build("tiny")
+    with pytest.raises(BackendError, match="8000 Hz; the model expects 16000 Hz"):
+        backend.generate([Prompt("x", tone(1.0), sampling_rate=8000, id="r")], SAMPLING)
+    with pytest.raises(BackendError, match="mono 1-D"):
+        backend.generate([Prompt("x", np.zeros((2, 16000), np.float32))], SAMPLING)
+    with pytest.raises(BackendError, match=r"\[P, G, T\]"):
+        backend.logprobs(make_prompts(True), torch.zeros(1, 2, 3), torch.ones(1, 2, 3))
+
+
+def test_batched_logprobs_equal_the_models_own_forward_per_prompt(model_name):
+    """Left padding, position ids and (Granite) audio merging agree with the model's own forward
+    on one unpadded sequence in its native input format."""
+    backend = build(model_name)
+    prompts = prompts_for(backend)
+    out = backend.generate(prompts, SAMPLING)
+    batched = backend.logprobs(prompts, out.token_ids, out.mask)
+    backend.train(False)
+    for p, encoded in enumerate(backend._encode(prompts)):
+        inputs = backend._prompt_model_inputs(encoded)
+        prompt_len = inputs["input_ids"].shape[1]
+        for g in range(out.token_ids.shape[1]):
+            completion = out.token_ids[p, g][out.mask[p, g]]
+            ids = torch.cat([inputs["input_ids"][0], completion])[None]
+            with torch.no_grad():
+                logits = backend.model(
+                    **{**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+                ).logits[0, prompt_len - 1 : -1]
+            expected = logits.log_softmax(-1).gather(-1, completion[:, None])[:, 0]
+            torch.testing.assert_close(
+                batched[p, g, : len(completion)], expected, atol=1e-5, rtol=0
+            )
