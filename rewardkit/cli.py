@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from rewardkit import __version__
+from rewardkit.assemble import model_group
 from rewardkit.errors import RewardkitError
 from rewardkit.registry import Registry, load_registry
 
@@ -74,6 +75,7 @@ def build_cli(registry: Registry) -> click.Group:
     cli.add_command(plugins_command)
     cli.add_command(score_command)
     cli.add_command(bench_command)
+    cli.add_command(model_group)
     registry.add_commands(cli)
     return cli
 
