@@ -21,6 +21,7 @@ from rewardkit import __version__
 from rewardkit.assemble import model_group
 from rewardkit.errors import RewardkitError
 from rewardkit.registry import Registry, load_registry
+from rewardkit.speech.make import data_group
 
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 
@@ -76,6 +77,7 @@ def build_cli(registry: Registry) -> click.Group:
     cli.add_command(score_command)
     cli.add_command(bench_command)
     cli.add_command(model_group)
+    cli.add_command(data_group)
     registry.add_commands(cli)
     return cli
 

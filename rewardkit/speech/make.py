@@ -1,0 +1,547 @@
+"""``rewardkit data make``: voice the template text data sets with eSpeak NG, offline.
+
+Two tasks, each with train/dev/test splits (``size`` / ``size // 10`` / ``size // 10`` items):
+
+* ``speech_translation``: an English sentence spoken -> its German reference translation;
+* ``spoken_qa``: a short English passage spoken -> a text question about it -> a short answer
+  (as in LibriSQA: the passage is audio, the question is text).
+
+Layout (read by the task adapters; keep it stable)::
+
+    OUT/manifest.json                         settings, sizes, durations, versions
+    OUT/README.md
+    OUT/speech_translation/{train,dev,test}.jsonl
+    OUT/speech_translation/audio/{split}/{id}.wav
+    OUT/spoken_qa/{train,dev,test}.jsonl
+    OUT/spoken_qa/audio/{split}/{id}.wav
+
+Audio is 16 kHz mono 16-bit PCM wav; a manifest's ``audio`` path is relative to its folder. Each
+item gets an accent, a voice variant, a speed and a pitch drawn from a hash of (seed, item id),
+so the same seed gives byte-identical files whatever the worker count or order. A finished set
+is reused when its manifest.json records the same settings and every file exists; a new one is
+built in ``OUT.tmp-*`` and renamed into place, so OUT never holds a half-written set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rewardkit.errors import RewardkitError
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "GENERATOR",
+    "GENERATOR_VERSION",
+    "SAMPLE_RATE",
+    "TASKS",
+    "data_group",
+    "default_out",
+    "make_datasets",
+]
+
+GENERATOR = "rewardkit data make"
+GENERATOR_VERSION = 1  # bump whenever the output for the same settings changes
+DEFAULT_SIZE = 2000
+MIN_SIZE = 10
+SAMPLE_RATE = 16000
+#: --task value -> folder name
+TASKS = {"st": "speech_translation", "qa": "spoken_qa"}
+SPLITS = ("train", "dev", "test")
+
+#: eSpeak NG accents x voice variants ("" = the accent's own voice), speeds (wpm) and pitch.
+ACCENTS = ("en-us", "en", "en-GB-x-rp", "en-GB-scotland", "en-US-nyc", "en-029")
+VARIANTS = ("", "f1", "f2", "f3", "f4", "f5", "m1", "m2", "m3", "m4", "m5", "m6", "m7")
+SPEEDS = (140, 190)
+PITCHES = (30, 70)
+
+Progress = Callable[[int, int], None]  # (done, total) utterances
+Job = tuple[str, str, str, int, int]  # (wav path, text, voice, speed, pitch)
+
+
+def default_out() -> Path:
+    """Where ``rewardkit data make`` writes by default: ``<rewardkit cache>/speech_data``."""
+    from rewardkit.wheels import cache_dir
+
+    return cache_dir() / "speech_data"
+
+
+def split_sizes(size: int) -> dict[str, int]:
+    """Items per split for a train size: ``{"train": size, "dev": size // 10, "test": ...}``."""
+    return {"train": size, "dev": size // 10, "test": size // 10}
+
+
+# ---------------------------------------------------------------------------------------------
+# Items
+
+
+def _voice(seed: int, item_id: str) -> tuple[str, int, int]:
+    """(voice, speed, pitch) for one item, from a hash of the seed and its id."""
+    digest = hashlib.sha256(f"rewardkit.speech|{seed}|{item_id}".encode()).digest()
+    r = random.Random(int.from_bytes(digest[:8], "big"))
+    accent, variant = r.choice(ACCENTS), r.choice(VARIANTS)
+    voice = f"{accent}+{variant}" if variant else accent
+    return voice, r.randint(*SPEEDS), r.randint(*PITCHES)
+
+
+def _rows(task: str, split: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """Manifest rows without duration; ``_text`` holds what is spoken."""
+    from rewardkit import textdata
+
+    rows: list[dict[str, Any]] = []
+    if task == "speech_translation":
+        for pair in textdata.translation_pairs(n, seed, split):
+            voice, speed, pitch = _voice(seed, pair.id)
+            rows.append(
+                {
+                    "id": pair.id,
+                    "audio": f"audio/{split}/{pair.id}.wav",
+                    "transcript": pair.source,
+                    "translation": pair.reference,
+                    "src_lang": "en",
+                    "tgt_lang": "de",
+                    "voice": voice,
+                    "speed": speed,
+                    "pitch": pitch,
+                    "_text": pair.source,
+                }
+            )
+    else:
+        for item in textdata.qa_items(n, seed, split):
+            voice, speed, pitch = _voice(seed, item.id)
+            rows.append(
+                {
+                    "id": item.id,
+                    "audio": f"audio/{split}/{item.id}.wav",
+                    "question": item.question,
+                    "answer": item.answer,
+                    "transcript": item.passage,
+                    "voice": voice,
+                    "speed": speed,
+                    "pitch": pitch,
+                    "_text": item.passage,
+                }
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers: synthesise, resample to 16 kHz, write one wav
+
+
+_FILTERS: dict[tuple[int, int], Any] = {}
+
+
+def _render(text: str, voice: str, speed: int, pitch: int) -> Any:
+    """int16 samples at 16 kHz."""
+    from math import gcd
+
+    import numpy as np
+    from scipy.signal import firwin, resample_poly
+
+    from rewardkit.speech import espeak
+
+    engine = espeak.default()
+    audio = engine.synthesize(text, voice, speed, pitch)
+    g = gcd(SAMPLE_RATE, engine.sample_rate)
+    up, down = SAMPLE_RATE // g, engine.sample_rate // g
+    if (up, down) not in _FILTERS:  # resample_poly's own default filter, designed once
+        _FILTERS[up, down] = firwin(20 * max(up, down) + 1, 1 / max(up, down), window=("kaiser", 5))
+    audio = resample_poly(audio, up, down, window=_FILTERS[up, down])
+    return np.clip(np.rint(audio * 32768), -32768, 32767).astype(np.int16)
+
+
+def _speak(job: tuple[int, Job]) -> tuple[int, int]:
+    """(job index, samples written)."""
+    import soundfile
+
+    index, (path, text, voice, speed, pitch) = job
+    audio = _render(text, voice, speed, pitch)
+    soundfile.write(path, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return index, len(audio)
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+
+
+def _synthesise(jobs: list[Job], workers: int, progress: Progress | None) -> list[int]:
+    """Samples per job, in job order."""
+    samples = [0] * len(jobs)
+    total = len(jobs)
+    if workers <= 1:
+        if progress:
+            progress(0, total)
+        for done, job in enumerate(enumerate(jobs), 1):
+            index, n = _speak(job)
+            samples[index] = n
+            if progress:
+                progress(done, total)
+        return samples
+    # fork is fastest; only fork a single-threaded process (a thread holding a lock at fork time
+    # can deadlock the child). The progress callback starts no thread before its first call.
+    method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+    context = multiprocessing.get_context(method)
+    chunksize = max(1, min(16, total // (8 * workers)))
+    with context.Pool(workers, initializer=_worker_init) as pool:
+        if progress:
+            progress(0, total)
+        for done, (index, n) in enumerate(
+            pool.imap_unordered(_speak, enumerate(jobs), chunksize), 1
+        ):
+            samples[index] = n
+            if progress:
+                progress(done, total)
+    return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# The data set
+
+
+def _settings(size: int, seed: int, espeak_version: str) -> dict[str, Any]:
+    return {
+        "generator": GENERATOR,
+        "generator_version": GENERATOR_VERSION,
+        "espeak_version": espeak_version,
+        "seed": seed,
+        "size": size,
+        "sample_rate": SAMPLE_RATE,
+    }
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _cached(out: Path, settings: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any] | None:
+    """OUT's manifest if OUT holds a complete set with these settings and tasks, else None."""
+    manifest = _read_manifest(out)
+    if manifest is None or any(manifest.get(k) != v for k, v in settings.items()):
+        return None
+    if not set(tasks) <= set(manifest.get("tasks", {})):
+        return None
+    for task in manifest["tasks"]:
+        for split in SPLITS:
+            path = out / task / f"{split}.jsonl"
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+                if len(lines) != manifest["tasks"][task]["items"][split]:
+                    return None
+                if not all((path.parent / json.loads(line)["audio"]).is_file() for line in lines):
+                    return None
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return manifest if (out / "README.md").is_file() else None
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to replace anything that is not an earlier ``rewardkit data make`` set."""
+    if out.exists() and not out.is_dir():
+        raise RewardkitError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()):
+        manifest = _read_manifest(out)
+        if manifest is None or manifest.get("generator") != GENERATOR:
+            raise RewardkitError(
+                f"--out {out} already holds files that `rewardkit data make` did not write; "
+                f"give a new or empty folder"
+            )
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove OUT.tmp-<pid>-* / OUT.old-<pid>-* left by processes that no longer run."""
+    if os.name != "posix":  # os.kill(pid, 0) probes a process only on POSIX
+        return
+    for path in out.parent.glob(f"{out.name}.tmp-*"):
+        _remove_if_orphan(path)
+    for path in out.parent.glob(f"{out.name}.old-*"):
+        _remove_if_orphan(path)
+
+
+def _remove_if_orphan(path: Path) -> None:
+    try:
+        pid = int(path.name.rsplit("-", 2)[-2])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        shutil.rmtree(path, ignore_errors=True)
+    except (ValueError, IndexError, PermissionError, OSError):
+        pass  # not ours to judge, or the process is alive
+
+
+def _readme(manifest: dict[str, Any]) -> str:
+    command = f"rewardkit data make --size {manifest['size']} --seed {manifest['seed']}"
+    if len(manifest["tasks"]) == 1:
+        command += " --task " + {v: k for k, v in TASKS.items()}[next(iter(manifest["tasks"]))]
+    rows = []
+    for task, info in manifest["tasks"].items():
+        items, seconds = info["items"], info["duration_s"]
+        rows.append(
+            f"| {task} | {items['train']} / {items['dev']} / {items['test']} "
+            f"| {sum(seconds.values()) / 3600:.2f} h |"
+        )
+    table = "\n".join(rows)
+    return f"""# rewardkit embedded spoken data
+
+Synthetic spoken data for rewardkit, made offline by `{command}`
+(generator version {manifest["generator_version"]}).
+
+* `speech_translation/`: an English sentence, spoken; the target is its German reference
+  translation (`transcript` = English source, `translation` = German reference).
+* `spoken_qa/`: a short English passage, spoken; a question about it as text; a short answer
+  (as in LibriSQA). `transcript` is the passage.
+
+| task | train / dev / test items | audio |
+|---|---|---|
+{table}
+
+## How it was made
+
+The text comes from rewardkit's templates (`rewardkit.textdata`: word lists, grammar rules for
+German agreement; splits never share a sentence or passage). Each English text was spoken by
+eSpeak NG {manifest["espeak_version"]} ({manifest["espeak_library"]}) with an accent
+({", ".join(ACCENTS)}), a voice variant (the accent's own or one of
+{", ".join(v for v in VARIANTS if v)}), a speed ({SPEEDS[0]}-{SPEEDS[1]} words per minute) and a
+pitch ({PITCHES[0]}-{PITCHES[1]} on eSpeak's 0-100 scale), drawn per item from a hash of the seed
+and the item id; then resampled from 22.05 kHz to 16 kHz (scipy `resample_poly`) and stored as
+16-bit mono PCM wav. The same seed and eSpeak NG version give byte-identical files.
+
+Manifests are JSON lines, one per item; `audio` is relative to the manifest's folder. Fields:
+`id`, `audio`, `transcript`, `voice` (eSpeak NG voice[+variant]), `speed` (wpm), `pitch`,
+`duration` (seconds); speech translation adds `translation`, `src_lang`, `tgt_lang`; spoken QA
+adds `question` and `answer`.
+
+## License
+
+The text is generated by rewardkit (Apache-2.0). eSpeak NG and its voice data are licensed
+under the GNU GPL version 3 or later (https://github.com/espeak-ng/espeak-ng); the audio here is
+the program's output, which the GPL does not normally cover (see the GNU GPL FAQ on program
+output). Synthetic speech: clean, robotic, no background noise; useful for tests, pipelines and
+small learning experiments, not a substitute for recorded speech.
+"""
+
+
+def _build(
+    tmp: Path,
+    tasks: Sequence[str],
+    size: int,
+    seed: int,
+    settings: dict[str, Any],
+    library: str,
+    workers: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    plan: list[tuple[str, str, list[dict[str, Any]]]] = []
+    jobs: list[Job] = []
+    for task in tasks:
+        for split, n in split_sizes(size).items():
+            rows = _rows(task, split, n, seed)
+            (tmp / task / "audio" / split).mkdir(parents=True, exist_ok=True)
+            for row in rows:
+                path = str(tmp / task / row["audio"])
+                jobs.append((path, row.pop("_text"), row["voice"], row["speed"], row["pitch"]))
+            plan.append((task, split, rows))
+    samples = iter(_synthesise(jobs, workers, progress))
+
+    info: dict[str, Any] = {}
+    for task, split, rows in plan:
+        lines = []
+        for row in rows:
+            row["duration"] = round(next(samples) / SAMPLE_RATE, 3)
+            lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+        (tmp / task / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
+        entry = info.setdefault(task, {"items": {}, "duration_s": {}})
+        entry["items"][split] = len(rows)
+        entry["duration_s"][split] = round(sum(row["duration"] for row in rows), 3)
+    total = sum(sum(entry["duration_s"].values()) for entry in info.values())
+    manifest = {
+        **settings,
+        "espeak_library": library,
+        "voices": {"accents": list(ACCENTS), "variants": [v for v in VARIANTS if v]},
+        "speed_wpm": list(SPEEDS),
+        "pitch": list(PITCHES),
+        "tasks": info,
+        "total_duration_s": round(total, 3),
+    }
+    (tmp / "README.md").write_text(_readme(manifest), encoding="utf-8")
+    (tmp / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return manifest
+
+
+def _swap(new: Path, out: Path, old: Path) -> None:
+    """Move the finished set ``new`` to ``out``, replacing (then deleting) an earlier set."""
+    try:
+        if out.exists():
+            out.rename(old)
+        try:
+            new.rename(out)
+        except OSError:
+            if old.exists() and not out.exists():
+                old.rename(out)  # put the earlier set back
+            raise
+    except OSError as exc:
+        raise RewardkitError(
+            f"could not move the new set into {out} ({exc.strerror or exc}); is another "
+            f"`rewardkit data make` writing there? Run it again"
+        ) from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def make_datasets(
+    out: Path | None = None,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    progress: Progress | None = None,
+    *,
+    task: str = "all",
+    force: bool = False,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Build (or reuse) the spoken data sets under ``out``; returns manifest.json's content plus
+    ``out``, ``cached`` (True: nothing was synthesised) and ``seconds``.
+
+    ``task`` is "st", "qa" or "all"; ``workers`` defaults to the usable CPUs (at most 8);
+    ``progress(done, total)`` is called as utterances finish (first after the worker processes
+    have started).
+    """
+    from rewardkit.speech import espeak
+
+    start = time.perf_counter()
+    if size < MIN_SIZE:
+        raise RewardkitError(f"--size must be at least {MIN_SIZE} (dev and test get size // 10)")
+    if task not in (*TASKS, "all"):
+        raise RewardkitError(f"unknown --task {task!r}; choose st, qa or all")
+    tasks = list(TASKS.values()) if task == "all" else [TASKS[task]]
+    out = (Path(out) if out is not None else default_out()).expanduser().resolve()
+    if workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = min(cpus or 1, 8)
+
+    engine = espeak.default()  # fails early, with the install hint, when eSpeak NG is missing
+    settings = _settings(size, seed, engine.version)
+    if not force and (manifest := _cached(out, settings, tasks)) is not None:
+        return {**manifest, "out": str(out), "cached": True, "seconds": time.perf_counter() - start}
+    _check_out(out)
+
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = out.parent / f"{out.name}.tmp-{tag}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(out)
+        tmp.mkdir()
+    except OSError as exc:
+        raise RewardkitError(
+            f"cannot write to {out.parent} ({exc.strerror or exc}); choose another --out"
+        ) from None
+    try:
+        try:
+            manifest = _build(
+                tmp, tasks, size, seed, settings, engine.library.origin, workers, progress
+            )
+        except OSError as exc:
+            raise RewardkitError(f"writing {tmp} failed: {exc}") from None
+        _swap(tmp, out, out.parent / f"{out.name}.old-{tag}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**manifest, "out": str(out), "cached": False, "seconds": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+@click.group("data")
+def data_group() -> None:
+    """Embedded data sets."""
+
+
+@data_group.command("make")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder [default: <rewardkit cache>/speech_data].",
+)
+@click.option(
+    "--size",
+    type=int,
+    default=DEFAULT_SIZE,
+    show_default=True,
+    help="Train items per task; dev and test get size // 10 each.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Text and voice seed.")
+@click.option(
+    "--task",
+    type=click.Choice(["st", "qa", "all"]),
+    default="all",
+    show_default=True,
+    help="Speech translation, spoken QA, or both.",
+)
+@click.option("--force", is_flag=True, help="Rebuild even if OUT already holds this set.")
+@click.option(
+    "-j",
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes [default: the usable CPUs, at most 8].",
+)
+def make_command(
+    out: Path | None, size: int, seed: int, task: str, force: bool, workers: int | None
+) -> None:
+    """Synthesise the spoken data sets offline with eSpeak NG (16 kHz wav + JSONL manifests).
+
+    Speech translation (English speech -> German text) and spoken QA (spoken passage + text
+    question -> answer), train/dev/test. Deterministic for a seed; an existing identical set
+    is reused.
+    """
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress(
+        *Progress.get_default_columns(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    bar_task = bar.add_task("synthesising", total=None)
+
+    def progress(done: int, total: int) -> None:
+        if not bar.live.is_started:  # start the bar's thread only after the workers forked
+            bar.start()
+        bar.update(bar_task, completed=done, total=total)
+
+    try:
+        summary = make_datasets(out, size, seed, progress, task=task, force=force, workers=workers)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    for name, info in summary["tasks"].items():
+        items = info["items"]
+        hours = sum(info["duration_s"].values()) / 3600
+        click.echo(
+            f"{name}: {items['train']}/{items['dev']}/{items['test']} train/dev/test items, "
+            f"{hours:.2f} h of audio"
+        )
+    verb = "up to date" if summary["cached"] else f"written in {summary['seconds']:.1f} s"
+    click.echo(f"{summary['out']}: {verb}")
