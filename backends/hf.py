@@ -734,11 +734,30 @@ class HFBackend(PolicyBackend):
             return self._completion_logprobs(encoded, token_ids, mask)
 
     def _completion_logprobs(self, prompt_inputs: list[_Encoded], token_ids: Any, mask: Any) -> Any:
-        """Naive full-sequence log-probs: [left-padded prompt | completion] for all P*G rows in
-        one forward pass. token_ids, mask: [P, G, T] -> [P, G, T] float32, 0 where masked.
+        """Log-probs [P, G, T] float32 (0 where masked) of each prompt's G completions.
 
-        (One clearly named seam: a shared-prompt implementation can replace this method.)
+        Each prompt runs once (audio encoder included) and its keys/values are shared by its G
+        completions (:mod:`rewardkit.backends.shared_prompt`; equal to the naive pass within
+        1e-5, gradients included). The naive pass is used with ``extra["shared_prompt"] = False``
+        and for gradient passes under gradient checkpointing, which drops the shared cache.
         """
+        import torch
+
+        from rewardkit.backends.shared_prompt import completion_logprobs
+
+        checkpointed = self.spec.gradient_checkpointing and torch.is_grad_enabled()
+        if not self.spec.extra.get("shared_prompt", True) or checkpointed:
+            return self._naive_logprobs(prompt_inputs, token_ids, mask)
+        with self._autocast():
+            rows = [
+                completion_logprobs(self.model, self._prompt_model_inputs(e), token_ids[p], mask[p])
+                for p, e in enumerate(prompt_inputs)
+            ]  # P x [G, T]
+        return torch.stack(rows)
+
+    def _naive_logprobs(self, prompt_inputs: list[_Encoded], token_ids: Any, mask: Any) -> Any:
+        """Naive full-sequence log-probs: [left-padded prompt | completion] for all P*G rows in
+        one forward pass. token_ids, mask: [P, G, T] -> [P, G, T] float32, 0 where masked."""
         import torch
 
         num_p, num_g, length = token_ids.shape

@@ -392,7 +392,10 @@ def test_gradient_checkpointing_recomputes_and_gives_the_same_gradients():
         backend.backward(toy_loss(backend, prompts, ids, mask))
         grads.append(torch.cat([p.grad.flatten() for _, p in backend._trainable]))
         calls.append(len(seen))
-    assert calls == [1, 2]  # the checkpointed layer runs again in the backward pass
+    # Without checkpointing the shared-prompt pass runs the layer for each prompt and for its
+    # completions; with it, one naive pass runs it once and the backward pass once more.
+    assert calls[1] == 2
+    assert calls[0] == 2 * len(prompts)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
 
 
@@ -501,3 +504,22 @@ def test_batched_logprobs_equal_the_models_own_forward_per_prompt(model_name):
             torch.testing.assert_close(
                 batched[p, g, : len(completion)], expected, atol=1e-5, rtol=0
             )
+
+
+@pytest.mark.parametrize("name", [*SPEECH_MODELS, "causal"])
+def test_shared_prompt_pass_equals_the_naive_pass(name, causal_lm_dir):
+    """The backend's default (prompt once, keys/values shared by the G completions) against
+    its naive full-sequence pass: log-probs and LoRA + projector gradients within 1e-5."""
+    model = causal_lm_dir if name == "causal" else name
+    results = []
+    for shared in (True, False):
+        backend = build(model, extra={"shared_prompt": shared})
+        prompts = prompts_for(backend)
+        ids, mask = fixed_completions(backend, len(prompts), g=3)
+        mask[:, 1, -2:] = False  # a shorter completion
+        no_grad = backend.logprobs(prompts, ids, mask)
+        backend.backward(toy_loss(backend, prompts, ids, mask))
+        grads = torch.cat([p.grad.flatten() for _, p in backend._trainable])
+        results.append((no_grad, grads))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-5)
