@@ -522,3 +522,19 @@ def test_cli_module_imports_light():
     code = f"import sys, rewardkit.assemble; print([m for m in {heavy} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_assembled_model_trains_with_the_hf_backend(assembled):
+    """An assembled directory is an ordinary checkpoint for the hf backend: generate, log-probs
+    equal to generate's, one LoRA step."""
+    from rewardkit.backends.hf import HFBackend
+    from rewardkit.policy import ModelSpec, OptimizerConfig, Prompt, SamplingConfig
+
+    backend = HFBackend.build(ModelSpec(str(assembled), lora_r=4), OptimizerConfig(1e-2))
+    prompts = [Prompt("Transcribe the audio.", speech(1.0), id="a")]
+    out = backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=4))
+    again = backend.logprobs(prompts, out.token_ids, out.mask)
+    torch.testing.assert_close(again, out.logprobs, rtol=0, atol=1e-5)
+    loss = -backend.logprobs(prompts, out.token_ids, out.mask, grad=True).sum()
+    backend.backward(loss)
+    assert backend.step()["grad_norm"] > 0
