@@ -297,11 +297,17 @@ def resolve_source(source: str, split: str, *, subset: str | None = None) -> Dat
     return DataSource("hub", source, split, subset=subset)
 
 
+#: Other names of the validation split (``rewardkit data make`` writes ``dev.jsonl``).
+SPLIT_ALIASES = {"validation": ("dev", "valid"), "dev": ("validation", "valid"),
+                 "valid": ("validation", "dev")}  # fmt: skip
+
+
 def _resolve_directory(path: Path, split: str, subset: str | None) -> DataSource:
-    for name, kind in ((f"{split}.jsonl", "jsonl"), (f"{split}.json", "json")):
-        if (path / name).is_file():
-            file = path / name
-            return DataSource(kind, str(file), split, (file,), path, subset)  # type: ignore[arg-type]
+    for name_of_split in (split, *SPLIT_ALIASES.get(split, ())):
+        for name, kind in ((f"{name_of_split}.jsonl", "jsonl"), (f"{name_of_split}.json", "json")):
+            if (path / name).is_file():
+                file = path / name
+                return DataSource(kind, str(file), split, (file,), path, subset)  # type: ignore[arg-type]
     if (path / split / "state.json").is_file():  # a DatasetDict's split, or a lone Dataset
         return DataSource("arrow", str(path / split), split, (), path / split, subset)
     if (path / "dataset_dict.json").is_file():

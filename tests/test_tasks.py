@@ -498,3 +498,16 @@ def test_resolve_source_kinds(data, tmp_path):
     assert resolve_source("name", "train").kind == "hub"
     with pytest.raises(DataError, match="does not exist"):
         resolve_source(str(tmp_path / "missing.jsonl"), "train")
+
+
+def test_validation_split_finds_the_dev_manifest_that_data_make_writes(tmp_path):
+    """`rewardkit data make` writes dev.jsonl; asking for "validation" finds it."""
+    import soundfile
+
+    from rewardkit.plugins.speech_tasks import SpeechTranslation
+
+    soundfile.write(tmp_path / "a.wav", [0.1] * 1600, 16_000)
+    row = {"id": "x", "audio": "a.wav", "transcript": "Hi.", "translation": "Hallo."}
+    (tmp_path / "dev.jsonl").write_text(json.dumps(row) + "\n")
+    result = SpeechTranslation().load(str(tmp_path), "validation")
+    assert [e.id for e in result.examples] == ["x"]
