@@ -21,13 +21,13 @@ import pluggy
 
 from rewardkit import hookspecs
 from rewardkit.errors import RegistryError
+from rewardkit.options import convert_options
 from rewardkit.rewards import (
     NAME_PATTERN,
     Reward,
     RewardPart,
     WeightedSum,
     build_reward,
-    convert_options,
     parse_reward_spec,
 )
 

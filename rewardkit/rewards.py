@@ -18,17 +18,15 @@ Rewards are built from a spec string (``bleu``, ``bleu:tokenize=intl,smooth=floo
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
-import types
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from rewardkit.errors import RewardError
+from rewardkit.options import Configurable, convert_options
 
 NAME_PATTERN = re.compile(r"[a-z0-9_]+")
 
@@ -75,7 +73,7 @@ class CorpusScore:
         return f"{text} ({self.signature})" if self.signature else text
 
 
-class Reward(ABC):
+class Reward(Configurable, ABC):
     """Base class of every reward. Subclasses set the class attributes and implement ``score``.
 
     Options are the keyword parameters of ``__init__``, annotated with ``bool``, ``int``,
@@ -83,6 +81,8 @@ class Reward(ABC):
     """
 
     name: ClassVar[str]
+    kind: ClassVar[str] = "reward"
+    error = RewardError
     #: Closed interval of possible scores, and whether higher is better (always true for a reward).
     range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     higher_is_better: ClassVar[bool] = True
@@ -126,21 +126,6 @@ class Reward(ABC):
         if not output.components:
             output.components = {self.name: output.scores}
         return output
-
-    @classmethod
-    def options(cls) -> dict[str, inspect.Parameter]:
-        """The reward's options: the keyword parameters of ``__init__``."""
-        params = inspect.signature(cls.__init__).parameters
-        return {
-            name: p
-            for name, p in params.items()
-            if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        }
-
-    @classmethod
-    def summary(cls) -> str:
-        """First line of the class docstring."""
-        return (inspect.getdoc(cls) or "").strip().splitlines()[0] if cls.__doc__ else ""
 
 
 class GroupwiseReward(Reward):
@@ -322,9 +307,6 @@ def _parse_weight(text: str, name: str) -> float:
 
 # --- Options ------------------------------------------------------------------------------------
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
 
 def build_reward(cls: type[Reward], options: dict[str, str]) -> Reward:
     """Instantiate ``cls`` with string options converted to the types its ``__init__`` declares."""
@@ -333,40 +315,3 @@ def build_reward(cls: type[Reward], options: dict[str, str]) -> Reward:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise RewardError(f"reward '{cls.name}': {exc}") from exc
-
-
-def convert_options(cls: type[Reward], options: dict[str, str]) -> dict[str, Any]:
-    """Check option names and convert their values, without building the reward."""
-    params = cls.options()
-    hints = typing.get_type_hints(cls.__init__)
-    kwargs: dict[str, Any] = {}
-    for key, text in options.items():
-        if key not in params:
-            known = ", ".join(params) or "none"
-            raise RewardError(f"reward '{cls.name}' has no option {key!r}; its options: {known}")
-        kwargs[key] = _convert(cls.name, key, text, hints.get(key, str))
-    return kwargs
-
-
-def _convert(reward: str, key: str, text: str, hint: Any) -> Any:
-    where = f"option {key}={text!r} of reward '{reward}'"
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if text.lower() == "none" and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        args = typing.get_args(hint)
-    if typing.get_origin(hint) is Literal:
-        if text not in args:
-            raise RewardError(f"{where}: choose one of {', '.join(map(str, args))}")
-        return text
-    if hint is bool:
-        if text.lower() in _TRUE | _FALSE:
-            return text.lower() in _TRUE
-        raise RewardError(f"{where}: expected true or false")
-    if hint in (int, float):
-        try:
-            return hint(text)
-        except ValueError:
-            raise RewardError(f"{where}: expected {hint.__name__}") from None
-    return text

@@ -104,7 +104,6 @@ Bad input
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import string
 from abc import ABC, abstractmethod
@@ -115,6 +114,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from rewardkit.errors import RewardkitError
+from rewardkit.options import Configurable
 
 if TYPE_CHECKING:  # numpy and rewardkit.policy (numpy) stay out of plugin import time
     import numpy as np
@@ -627,7 +627,7 @@ def _texts(value: Any, name: str, where: str) -> list[str]:
 # --- Tasks ----------------------------------------------------------------------------------
 
 
-class Task(ABC):
+class Task(Configurable, ABC):
     """Base class of task adapters: load a split into examples, make prompts from them.
 
     Subclasses set the class attributes and implement :meth:`template_values`. Options are the
@@ -637,6 +637,8 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
+    kind: ClassVar[str] = "task"
+    error = TaskError
     #: field -> column names tried in order (the first present, non-null one wins).
     default_columns: ClassVar[Mapping[str, tuple[str, ...]]]
     #: The field holding the reference text(s).
@@ -685,23 +687,6 @@ class Task(ABC):
         else:
             builtin = self.builtin_templates
             self.templates = builtin[:1] if templates == "fixed" else tuple(builtin)
-
-    # --- options, as for rewards ---
-
-    @classmethod
-    def options(cls) -> dict[str, inspect.Parameter]:
-        """The task's options: the keyword parameters of ``__init__``."""
-        params = inspect.signature(cls.__init__).parameters
-        return {
-            name: p
-            for name, p in params.items()
-            if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        }
-
-    @classmethod
-    def summary(cls) -> str:
-        """First line of the class docstring."""
-        return (inspect.getdoc(cls) or "").strip().splitlines()[0] if cls.__doc__ else ""
 
     def _check_template(self, template: str) -> None:
         if template.count(AUDIO_PLACEHOLDER) != 1:

@@ -511,3 +511,19 @@ def test_validation_split_finds_the_dev_manifest_that_data_make_writes(tmp_path)
     (tmp_path / "dev.jsonl").write_text(json.dumps(row) + "\n")
     result = SpeechTranslation().load(str(tmp_path), "validation")
     assert [e.id for e in result.examples] == ["x"]
+
+
+def test_task_options_are_typed_like_reward_options():
+    """Tasks and rewards share rewardkit.options: same conversion, errors name the kind."""
+    from rewardkit.options import convert_options
+    from rewardkit.plugins.speech_tasks import SpeechTranslation
+    from rewardkit.tasks import TaskError
+
+    assert convert_options(SpeechTranslation, {"max_duration": "12.5", "templates": "fixed"}) == {
+        "max_duration": 12.5,
+        "templates": "fixed",
+    }
+    with pytest.raises(TaskError, match="task 'speech_translation' has no option 'voice'"):
+        convert_options(SpeechTranslation, {"voice": "x"})
+    with pytest.raises(TaskError, match="choose one of varied, fixed"):
+        convert_options(SpeechTranslation, {"templates": "many"})
