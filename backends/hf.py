@@ -631,7 +631,8 @@ class HFBackend(PolicyBackend):
     # --- sampling ---
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:
-        """G completions per prompt; seeded by ``spec.seed`` + the number of earlier calls."""
+        """G completions per prompt; seeded by ``spec.seed`` + ``sampling.seed``, or + the number
+        of earlier calls when ``sampling.seed`` is None."""
         import torch
         from transformers import GenerationConfig
 
@@ -666,7 +667,9 @@ class HFBackend(PolicyBackend):
             suppress_tokens=[self.audio.token_id] if self.audio else None,
             **sample_args,
         )
-        seed = self.spec.seed + self._generate_calls
+        seed = self.spec.seed + (
+            sampling.seed if sampling.seed is not None else self._generate_calls
+        )
         self._generate_calls += 1
         devices = []
         if self.device.type == "cuda":

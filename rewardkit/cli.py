@@ -23,6 +23,7 @@ from rewardkit.errors import RewardkitError
 from rewardkit.plots import plot_command
 from rewardkit.registry import Registry, load_registry
 from rewardkit.speech.make import data_group
+from rewardkit.train import train_command
 
 SAMPLE_DIR = Path(__file__).parent / "data" / "sample"
 
@@ -80,6 +81,7 @@ def build_cli(registry: Registry) -> click.Group:
     cli.add_command(model_group)
     cli.add_command(data_group)
     cli.add_command(plot_command)
+    cli.add_command(train_command)
     registry.add_commands(cli)
     return cli
 

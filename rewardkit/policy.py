@@ -44,6 +44,8 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 200
     greedy: bool = False
+    #: Seed of this call's sampling; None lets the backend choose (e.g. from a call counter).
+    seed: int | None = None
 
 
 @dataclass

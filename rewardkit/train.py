@@ -1,0 +1,912 @@
+"""``rewardkit train``: the GRPO loop (and MP-GRPO, and the SFT baseline), readable top to bottom.
+
+One GRPO step (:func:`grpo_step`) is the recipe of ../shared/DESIGN.md:
+
+1. sample G completions per prompt (MP-GRPO: G - K sampled plus K reference answers);
+2. reward the whole step at once through the reward contract;
+3. group-relative advantages (scale group | batch | none, with a std floor);
+4. reference-policy log-probs for the k3 KL term (adapters off; skipped when beta = 0);
+5. mu iterations, each over the micro-batches: policy log-probs with gradient, the clipped loss
+   (:class:`rewardkit.losses.PolicyLoss`), backward; then one optimizer step per iteration.
+
+SFT (:func:`sft_step`) trains the same parameters on (prompt, reference) by teacher forcing, with
+the same data order, logging and checkpoints.
+
+Settings are a frozen :class:`TrainConfig` (paper defaults: G = 8, beta = 0.02, temperature 1.0,
+200 new tokens, DAPO loss, group scaling, mu = 1; evaluation at temperature 0.9, top-p 0.9).
+:func:`load_config` reads the same keys from TOML or YAML; on the command line, options given
+override the file, which overrides the stored config of a resumed run, which overrides defaults.
+
+Reproducibility. The data order is a seeded permutation per epoch ((seed, epoch) determine it);
+the epoch and position are saved with each checkpoint. Generation is seeded from the step
+(``SamplingConfig.seed``: training step s uses 2 s, its validation 2 s + 1 plus a chunk offset),
+so a resumed run samples what the uninterrupted one did. Other RNG states
+(torch, Python, NumPy) and the optimizer/scheduler are in the backend's checkpoint.
+
+Helpers beyond the backend contract: :func:`encode_reference` turns a reference text into
+completion token ids (text tokens + EOS) with ``backend.tokenizer`` and ``backend.eos_token_ids``
+when the backend has them; MP-GRPO and SFT need it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+
+from rewardkit.errors import RewardkitError
+
+ALGOS = ("grpo", "sft")
+OFF_POLICY = ("none", "reference")
+SCHEDULES = ("constant", "linear", "cosine")
+TASK_DATA = {"speech_translation": "st", "spoken_qa": "qa"}  # task -> `rewardkit data make`
+TRAINER_STATE = "trainer_state.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run (the keys of a config file and of config.json)."""
+
+    algo: Literal["grpo", "sft"] = "grpo"
+    reward: str = "bleu"
+    backend: str = "hf"
+    task: str = "speech_translation"
+    task_options: str = ""  # e.g. "tgt_lang=de,templates=fixed"
+    data: str | None = None  # default: default_out() / <task folder>, built when missing
+    data_size: int = 2000  # size of the data set built when --data is not given and missing
+    train_split: str = "train"
+    eval_split: str = "dev"
+    model: str = "tiny-voxtral"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    device: str = "cpu"
+    bf16: bool = False
+    # optimisation
+    learning_rate: float = 1e-5
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    steps: int = 100
+    epochs: int | None = None  # when given, steps = epochs * ceil(train examples / batch_size)
+    batch_size: int = 4  # prompts per step
+    grad_accum: int = 1  # micro-batches per step (the prompts are split between them)
+    # sampling
+    group_size: int = 8
+    max_new_tokens: int = 200
+    temperature: float = 1.0
+    top_p: float = 1.0
+    # loss
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"
+    beta: float = 0.02
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    std_floor: float = 1e-4
+    num_iterations: int = 1  # mu
+    mask_truncated: bool = False
+    off_policy: Literal["none", "reference"] = "none"
+    off_policy_k: int = 1
+    # evaluation and checkpoints
+    eval_interval: int = 0  # 0: only at the end
+    eval_metric: str = "reward"  # "reward" (mean validation reward) or a reward name (corpus)
+    eval_examples: int | None = None  # first N validation examples (all by default)
+    eval_temperature: float = 0.9
+    eval_top_p: float = 0.9
+    eval_greedy: bool = False
+    save_interval: int = 0  # 0: at evaluations and the end only
+    keep_last: int = 2
+    log_samples: int = 16  # completions written to samples/ at each evaluation
+    seed: int = 0
+    output_dir: str | None = None  # default: runs/<algo>-<time>
+    resume: str | None = None
+    plot: bool = True
+    progress: bool = True
+    tensorboard: bool | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.algo in ALGOS, f"--algo must be one of {', '.join(ALGOS)}"),
+            (self.off_policy in OFF_POLICY, f"--off-policy must be one of {', '.join(OFF_POLICY)}"),
+            (self.lr_schedule in SCHEDULES, f"--lr-schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.group_size >= 2, f"--group-size must be >= 2, got {self.group_size}"),
+            (self.num_iterations >= 1, f"--num-iterations (mu) must be >= 1, got "
+             f"{self.num_iterations}"),
+            (self.beta >= 0, f"--beta must be >= 0, got {self.beta}"),
+            (self.steps >= 1, f"--steps must be >= 1, got {self.steps}"),
+            (self.epochs is None or self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (1 <= self.grad_accum <= self.batch_size,
+             f"--grad-accum must be between 1 and --batch-size ({self.batch_size}), "
+             f"got {self.grad_accum}"),
+            (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"),
+            (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}"),
+            (self.eval_temperature > 0, "--eval-temperature must be > 0"),
+            (0 < self.eval_top_p <= 1, "--eval-top-p must be in (0, 1]"),
+            (self.learning_rate > 0, f"--learning-rate must be > 0, got {self.learning_rate}"),
+            (self.eval_interval >= 0, "--eval-interval must be >= 0"),
+            (self.save_interval >= 0, "--save-interval must be >= 0"),
+            (self.keep_last >= 1, "--keep-last must be >= 1"),
+            (self.eval_examples is None or self.eval_examples >= 1, "--eval-examples must be >= 1"),
+            (self.off_policy == "none" or 1 <= self.off_policy_k < self.group_size,
+             f"--off-policy-k must be between 1 and group size - 1 ({self.group_size - 1}), "
+             f"got {self.off_policy_k}"),
+            (self.lora_r >= 0, "--lora-r must be >= 0"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise RewardkitError(message)
+        if self.loss_type not in ("dapo", "grpo", "dr_grpo", "bnpo"):
+            raise RewardkitError(
+                f"unknown loss type {self.loss_type!r}; choose one of dapo, grpo, dr_grpo, bnpo"
+            )
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise RewardkitError(
+                f"unknown --scale-rewards {self.scale_rewards!r}; choose group, batch or none"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
+    """Check (and, for strings, convert) one config value against its field's type."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    bad = RewardkitError(f"{where}: {key} = {value!r} is not a valid {_type_name(hint)}")
+    if typing.get_origin(hint) is Literal:
+        if value not in args:
+            raise RewardkitError(f"{where}: {key} = {value!r}; choose one of {', '.join(args)}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise bad
+    if hint is int:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            as_int = int(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if isinstance(value, float) and as_int != value:
+            raise bad
+        return as_int
+    if hint is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if not isinstance(value, str):
+        raise bad
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def config_from_mapping(values: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
+    """Checked and converted config values (keys may use ``-`` or ``_``); unknown keys are an
+    error naming the known ones."""
+    hints = _field_types()
+    out: dict[str, Any] = {}
+    for raw, value in values.items():
+        key = str(raw).replace("-", "_")
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise RewardkitError(f"{where}: unknown key {raw!r}; known keys: {known}")
+        out[key] = _coerce(key, value, hints[key], where)
+    return out
+
+
+def load_config(path: Path | str) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file with TrainConfig's keys
+    (flat, or under a ``train`` table); returns the checked values it sets."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RewardkitError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise RewardkitError(f"config file {path} must end in .toml, .yaml or .yml")
+    except RewardkitError:
+        raise
+    except Exception as exc:  # tomllib.TOMLDecodeError, yaml.YAMLError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RewardkitError(
+            f"config file {path} is not valid {suffix[1:].upper()}: {first}"
+        ) from None
+    if not isinstance(data, dict):
+        raise RewardkitError(f"config file {path} must hold a table of settings")
+    if set(data) == {"train"} and isinstance(data["train"], dict):
+        data = data["train"]
+    return config_from_mapping(data, where=str(path))
+
+
+def make_config(*layers: Mapping[str, Any]) -> TrainConfig:
+    """A TrainConfig from layers of values, later layers overriding earlier ones."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(config_from_mapping(layer))
+    return TrainConfig(**merged)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+class DataOrder:
+    """A deterministic stream of example indices: a seeded permutation per epoch.
+
+    The permutation of epoch e depends only on (seed, e), so (epoch, position) is the whole
+    state; a batch may run over into the next epoch.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, position: int = 0):
+        self.size, self.seed, self.epoch, self.position = size, seed, epoch, position
+
+    def _permutation(self, epoch: int) -> list[int]:
+        import numpy as np
+
+        return np.random.default_rng([self.seed, epoch]).permutation(self.size).tolist()
+
+    def next(self, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            order = self._permutation(self.epoch)
+            take = order[self.position : self.position + n - len(out)]
+            out.extend(take)
+            self.position += len(take)
+            if self.position >= self.size:
+                self.epoch, self.position = self.epoch + 1, 0
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+
+def resolve_data(cfg: TrainConfig) -> str:
+    """The data source: ``--data``, or the embedded data set (built when missing)."""
+    if cfg.data is not None:
+        return cfg.data
+    from rewardkit.speech.make import default_out, make_datasets
+
+    folder = default_out() / cfg.task
+    if not folder.is_dir():
+        if cfg.task not in TASK_DATA:
+            raise RewardkitError(
+                f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
+            )
+        make_datasets(default_out(), size=cfg.data_size, seed=0, task=TASK_DATA[cfg.task])
+    return str(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers beyond the backend contract
+
+
+def encode_reference(backend: Any, text: str, max_tokens: int) -> tuple[list[int], bool]:
+    """A reference text as completion token ids: its tokens plus EOS, at most ``max_tokens``
+    (cut without EOS, and flagged truncated, when longer). Needs ``backend.tokenizer`` and
+    ``backend.eos_token_ids`` (the ``hf`` backend has both)."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    eos = getattr(backend, "eos_token_ids", None)
+    if tokenizer is None or not eos:
+        raise RewardkitError(
+            f"backend {getattr(backend, 'name', '?')!r} cannot encode reference texts (no "
+            "tokenizer / EOS ids); --off-policy reference and --algo sft need one"
+        )
+    ids = [*tokenizer(text, add_special_tokens=False)["input_ids"], int(eos[0])]
+    if len(ids) > max_tokens:
+        return ids[:max_tokens], True
+    return ids, False
+
+
+def _pad_stack(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:
+    import torch
+
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return ids, mask
+
+
+def _stats(prefix: str, values: Any) -> dict[str, float]:
+    values = values.float()
+    return {
+        f"{prefix}_mean": values.mean().item(),
+        f"{prefix}_std": values.std().item() if values.numel() > 1 else 0.0,
+        f"{prefix}_min": values.min().item(),
+        f"{prefix}_max": values.max().item(),
+    }
+
+
+def _check_finite(reward: Any, output: Any, examples: Sequence[Any]) -> None:
+    for i, row in enumerate(output.scores):
+        for j, value in enumerate(row):
+            if not math.isfinite(value):
+                raise RewardkitError(
+                    f"reward '{getattr(reward, 'spec', '') or reward.name}' (plugin "
+                    f"'{getattr(reward, 'plugin', '?')}') returned {value} for completion {j} of "
+                    f"example {examples[i].id!r}"
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# The run's pieces
+
+
+@dataclass
+class Trainer:
+    """What a step needs: config, task, data, backend, reward, loss; plus the loop's state."""
+
+    cfg: TrainConfig
+    task: Any
+    train_examples: list[Any]
+    eval_examples: list[Any]
+    backend: Any
+    reward: Any
+    eval_reward: Any
+    loss_fn: Any
+    order: DataOrder
+    step: int = 0
+    best: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# One GRPO step, top to bottom
+
+
+def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
+    """Sample -> reward -> advantages -> reference log-probs -> mu x micro-batches -> step."""
+    import torch
+
+    from rewardkit.losses import group_advantages, loss_mask
+    from rewardkit.policy import SamplingConfig
+    from rewardkit.rewards import Group
+
+    cfg, backend = tr.cfg, tr.backend
+    prompts = [tr.task.prompt(e) for e in examples]
+    num_p, num_g = len(prompts), cfg.group_size
+    k_off = cfg.off_policy_k if cfg.off_policy == "reference" else 0
+    metrics: dict[str, float] = {}
+
+    # 1. Sample G - K completions per prompt (+ K reference answers for MP-GRPO).
+    t0 = time.perf_counter()
+    sampled = backend.generate(
+        prompts,
+        SamplingConfig(
+            num_samples=num_g - k_off,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=2 * tr.step,
+        ),
+    )
+    token_ids, mask, truncated = sampled.token_ids, sampled.mask, sampled.truncated
+    old_logp, texts = sampled.logprobs, [list(t) for t in sampled.text]
+    off_policy = torch.zeros(num_p, num_g, dtype=torch.bool)
+    if k_off:
+        token_ids, mask, truncated, old_logp, texts = _add_references(
+            tr, examples, token_ids, mask, truncated, old_logp, texts, k_off
+        )
+        off_policy[:, num_g - k_off :] = True
+    metrics["time_generate"] = time.perf_counter() - t0
+
+    # 2. Reward the whole step through the reward contract.
+    t0 = time.perf_counter()
+    groups = [
+        Group(references=e.references, completions=texts[i], source=e.source)
+        for i, e in enumerate(examples)
+    ]
+    output = tr.reward(groups)
+    _check_finite(tr.reward, output, examples)
+    rewards = torch.tensor(output.scores, dtype=torch.float32)  # [P, G]
+    metrics["time_reward"] = time.perf_counter() - t0
+
+    # 3. Group-relative advantages.
+    advantages, adv_stats = group_advantages(rewards, cfg.scale_rewards, cfg.std_floor)
+    metrics.update(adv_stats)  # reward_mean/std, advantage_*, zero_std_fraction
+    for name, scores in output.components.items():
+        values = torch.tensor(scores, dtype=torch.float32)
+        metrics[f"reward_{name}_mean"] = values.mean().item()
+        metrics[f"reward_{name}_std"] = values.std().item()
+    for name, value in output.diagnostics.items():
+        metrics[f"diag_{name}"] = float(value)
+
+    # 4. Reference-policy log-probs (for the KL term).
+    t0 = time.perf_counter()
+    ref_logp = None
+    if cfg.beta > 0:
+        ref_logp = backend.logprobs(prompts, token_ids, mask, reference=True)
+    metrics["time_logprob"] = time.perf_counter() - t0
+
+    # 5. mu iterations x micro-batches: loss, backward; one optimizer step per iteration.
+    t0 = time.perf_counter()
+    tokens = loss_mask(mask.reshape(num_p * num_g, -1), truncated.reshape(-1), cfg.mask_truncated)
+    num_tokens_global = int(tokens.sum().item())
+    chunks = [c.tolist() for c in torch.arange(num_p).tensor_split(cfg.grad_accum) if len(c)]
+    divide = cfg.loss_type != "dapo"  # dapo with num_tokens_global: already the share
+    collected: list[dict[str, float]] = []
+    step_info: dict[str, float] = {}
+    losses = []
+    backend.train(True)
+    for _ in range(cfg.num_iterations):
+        iteration_loss = 0.0
+        for rows in chunks:
+            sub = [prompts[i] for i in rows]
+            logp = backend.logprobs(sub, token_ids[rows], mask[rows], grad=True)  # [p, G, T]
+            n = len(rows) * num_g
+            loss, stats = tr.loss_fn(
+                logp.reshape(n, -1),
+                old_logp[rows].reshape(n, -1) if cfg.num_iterations > 1 else None,
+                ref_logp[rows].reshape(n, -1) if ref_logp is not None else None,
+                advantages[rows].reshape(n),
+                mask[rows].reshape(n, -1),
+                off_policy=off_policy[rows].reshape(n),
+                truncated=truncated[rows].reshape(n),
+                num_tokens_global=num_tokens_global,
+            )
+            if divide:
+                loss = loss / len(chunks)
+            backend.backward(loss)
+            iteration_loss += loss.item()
+            collected.append(stats)
+        step_info = backend.step()
+        losses.append(iteration_loss)
+    metrics["time_train"] = time.perf_counter() - t0
+
+    # Logged: losses, clipping, KL, lengths, the optimizer's report.
+    metrics["loss"] = sum(losses) / len(losses)
+    for key in ("kl", "clip_fraction", "clip_fraction_low", "clip_fraction_high", "ratio_mean",
+                "off_policy_ratio_mean"):  # fmt: skip
+        values = [s[key] for s in collected if key in s]
+        if values:
+            metrics[key] = sum(values) / len(values)
+    on = ~off_policy
+    lengths = mask.sum(-1)[on]  # sampled completions only
+    metrics.update({k: v for k, v in _stats("completion_length", lengths).items()})
+    metrics["truncated_fraction"] = truncated[on].float().mean().item()
+    sampled_tokens = mask & on[:, :, None]
+    if old_logp is not None and sampled_tokens.any():  # Monte-Carlo entropy of the sampler
+        metrics["entropy"] = (-old_logp[sampled_tokens]).mean().item()
+    metrics["num_tokens"] = float(num_tokens_global)
+    metrics.update(step_info)  # grad_norm, lr (of the last iteration)
+    tr.extra["last_texts"] = texts
+    return metrics
+
+
+def _add_references(tr, examples, token_ids, mask, truncated, old_logp, texts, k_off):
+    """MP-GRPO: append K reference answers (tokens + EOS) to each group as off-policy members."""
+    import torch
+
+    cfg, backend = tr.cfg, tr.backend
+    pad = backend.tokenizer.pad_token_id
+    num_p, _, width = token_ids.shape
+    ref_rows, ref_trunc, ref_texts = [], [], []
+    for e in examples:
+        refs = [r for r in e.references if r.strip()]
+        if not refs:
+            raise RewardkitError(f"--off-policy reference: example {e.id!r} has no reference")
+        for k in range(k_off):
+            ids, cut = encode_reference(backend, refs[k % len(refs)], cfg.max_new_tokens)
+            ref_rows.append(ids)
+            ref_trunc.append(cut)
+            ref_texts.append(refs[k % len(refs)])
+    ref_ids, ref_mask = _pad_stack(ref_rows, pad)
+    width = max(width, ref_ids.shape[1])
+
+    def widen(t: Any, value: Any) -> Any:
+        extra = width - t.shape[-1]
+        if extra <= 0:
+            return t
+        fill = torch.full((*t.shape[:-1], extra), value, dtype=t.dtype, device=t.device)
+        return torch.cat([t, fill], dim=-1)
+
+    ref_ids = widen(ref_ids, pad).reshape(num_p, k_off, width).to(token_ids.device)
+    ref_mask = widen(ref_mask, False).reshape(num_p, k_off, width).to(mask.device)
+    token_ids = torch.cat([widen(token_ids, pad), ref_ids], dim=1)
+    mask = torch.cat([widen(mask, False), ref_mask], dim=1)
+    truncated = torch.cat(
+        [truncated, torch.tensor(ref_trunc, dtype=torch.bool).reshape(num_p, k_off)], dim=1
+    )
+    if old_logp is not None:
+        zeros = torch.zeros(num_p, k_off, width, dtype=old_logp.dtype, device=old_logp.device)
+        old_logp = torch.cat([widen(old_logp, 0.0), zeros], dim=1)
+    texts = [texts[p] + ref_texts[p * k_off : (p + 1) * k_off] for p in range(num_p)]
+    return token_ids, mask, truncated, old_logp, texts
+
+
+# ---------------------------------------------------------------------------------------------
+# One SFT step
+
+
+def sft_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
+    """Teacher-forced NLL of (prompt, reference) over the step's reference tokens."""
+    import torch
+
+    cfg, backend = tr.cfg, tr.backend
+    prompts = [tr.task.prompt(e) for e in examples]
+    t0 = time.perf_counter()
+    rows = []
+    for e in examples:
+        refs = [r for r in e.references if r.strip()]
+        if not refs:
+            raise RewardkitError(f"--algo sft: example {e.id!r} has no reference")
+        rows.append(encode_reference(backend, refs[0], cfg.max_new_tokens)[0])
+    ids, mask = _pad_stack(rows, backend.tokenizer.pad_token_id)
+    ids, mask = ids[:, None, :], mask[:, None, :]  # [P, 1, T]
+    num_tokens = int(mask.sum().item())
+    chunks = [c.tolist() for c in torch.arange(len(prompts)).tensor_split(cfg.grad_accum) if len(c)]
+    backend.train(True)
+    total = 0.0
+    for chunk in chunks:
+        logp = backend.logprobs([prompts[i] for i in chunk], ids[chunk], mask[chunk], grad=True)
+        loss = -(logp * mask[chunk].to(logp.device)).sum() / max(num_tokens, 1)
+        backend.backward(loss)
+        total += loss.item()
+    info = backend.step()
+    metrics = {"loss": total, "nll": total, "time_train": time.perf_counter() - t0}
+    metrics.update(_stats("reference_length", mask.sum(-1).flatten()))
+    metrics["num_tokens"] = float(num_tokens)
+    metrics.update(info)
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def evaluate(tr: Trainer) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Sample one completion per validation prompt (temperature 0.9, top-p 0.9 by default);
+    returns metrics (reward mean/std and components, the eval metric) and sample rows."""
+    import torch
+
+    from rewardkit.policy import SamplingConfig
+    from rewardkit.rewards import Group
+
+    cfg, backend = tr.cfg, tr.backend
+    sampling = SamplingConfig(
+        num_samples=1,
+        temperature=cfg.eval_temperature,
+        top_p=cfg.eval_top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        greedy=cfg.eval_greedy,
+    )
+    examples = tr.eval_examples
+    hyps: list[str] = []
+    lengths: list[int] = []
+    width = max(cfg.batch_size, 8)
+    for start in range(0, len(examples), width):
+        chunk = examples[start : start + width]
+        seed = 2 * tr.step + 1 + 1_000_003 * (start // width)
+        out = backend.generate([tr.task.prompt(e) for e in chunk], replace(sampling, seed=seed))
+        hyps.extend(t[0] for t in out.text)
+        lengths.extend(int(x) for x in out.mask[:, 0].sum(-1).tolist())
+    groups = [Group(references=e.references, completions=(h,), source=e.source)
+              for e, h in zip(examples, hyps)]  # fmt: skip
+    output = tr.reward(groups)
+    _check_finite(tr.reward, output, examples)
+    scores = torch.tensor([s[0] for s in output.scores])
+    metrics = {
+        "reward_mean": scores.mean().item(),
+        "reward_std": scores.std().item() if len(scores) > 1 else 0.0,
+        "completion_length_mean": sum(lengths) / len(lengths),
+    }
+    for name, comp in output.components.items():
+        metrics[f"reward_{name}_mean"] = sum(c[0] for c in comp) / len(comp)
+    if tr.eval_reward is not None:
+        refs = [list(e.references) for e in examples]
+        corpus = tr.eval_reward.corpus_score(hyps, refs)
+        if corpus is not None:
+            metrics[cfg.eval_metric] = float(corpus.score)
+        else:
+            per = tr.eval_reward([Group(r, (h,)) for r, h in zip(refs, hyps)])
+            metrics[cfg.eval_metric] = sum(s[0] for s in per.scores) / len(per.scores)
+    rows = [
+        {"id": e.id, "completion": h, "reward": s[0], "references": list(e.references)}
+        for e, h, s in zip(examples[: cfg.log_samples], hyps, output.scores)
+    ]
+    return metrics, rows
+
+
+def _selection_value(cfg: TrainConfig, metrics: Mapping[str, float]) -> float:
+    return metrics["reward_mean" if cfg.eval_metric == "reward" else cfg.eval_metric]
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
+    """Check the names, load the data, build the backend, reward and loss."""
+    from rewardkit.losses import LossConfig, PolicyLoss
+    from rewardkit.options import convert_options
+    from rewardkit.policy import ModelSpec, OptimizerConfig
+
+    # Names first: a typo fails before data or models load.
+    task_cls = registry.get("task", cfg.task)
+    backend_cls = registry.get("backend", cfg.backend)
+    registry.check_spec(cfg.reward)
+    if cfg.eval_metric != "reward":
+        registry.check_spec(cfg.eval_metric)
+    options = {}
+    if cfg.task_options.strip():
+        for item in cfg.task_options.split(","):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise RewardkitError(f"--task-options: expected KEY=VALUE, got {item!r}")
+            options[key.strip()] = value.strip()
+    task = task_cls(**convert_options(task_cls, options))
+
+    source = resolve_data(cfg)
+    if "://" not in source and not Path(source).exists() and "/" in source:
+        raise RewardkitError(f"data {source} does not exist (give --data PATH or a hub name)")
+    train_examples = task.load(source, cfg.train_split).examples
+    if not train_examples:
+        raise RewardkitError(f"the {cfg.train_split} split of {source} has no examples")
+    eval_examples = task.load(source, cfg.eval_split).examples
+    if cfg.eval_examples is not None:
+        eval_examples = eval_examples[: cfg.eval_examples]
+    if not eval_examples:
+        raise RewardkitError(f"the {cfg.eval_split} split of {source} has no examples to evaluate")
+
+    steps = _total_steps(cfg, len(train_examples))
+    backend = backend_cls.build(
+        ModelSpec(
+            cfg.model,
+            lora_r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            bf16=cfg.bf16,
+            seed=cfg.seed,
+            device=cfg.device,
+        ),
+        OptimizerConfig(
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            schedule=cfg.lr_schedule,
+            warmup_steps=cfg.warmup_steps,
+            total_steps=steps,
+            max_grad_norm=cfg.max_grad_norm,
+        ),
+    )
+    loss_fn = PolicyLoss(
+        LossConfig(
+            loss_type=cfg.loss_type,
+            epsilon_low=cfg.epsilon_low,
+            epsilon_high=cfg.epsilon_high,
+            beta=cfg.beta,
+            max_completion_length=cfg.max_new_tokens,
+            mask_truncated=cfg.mask_truncated,
+        )
+    )
+    return Trainer(
+        cfg=cfg,
+        task=task,
+        train_examples=train_examples,
+        eval_examples=eval_examples,
+        backend=backend,
+        reward=registry.build_reward(cfg.reward),
+        eval_reward=None if cfg.eval_metric == "reward" else registry.build_reward(cfg.eval_metric),
+        loss_fn=loss_fn,
+        order=DataOrder(len(train_examples), cfg.seed),
+    )
+
+
+def _total_steps(cfg: TrainConfig, num_examples: int) -> int:
+    if cfg.epochs is not None:
+        return cfg.epochs * math.ceil(num_examples / cfg.batch_size)
+    return cfg.steps
+
+
+def train(cfg: TrainConfig, registry: Any = None) -> Path:
+    """Run training as configured; returns the run directory."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from rewardkit.rundir import RunDir
+
+    if registry is None:
+        from rewardkit.registry import load_registry
+
+        registry = load_registry()
+    if cfg.resume is not None:
+        cfg = replace(cfg, output_dir=cfg.resume)
+    if cfg.output_dir is None:
+        cfg = replace(cfg, output_dir=f"runs/{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    tr = build_trainer(cfg, registry)
+    steps = _total_steps(cfg, len(tr.train_examples))
+
+    run = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
+    run.create(cfg.to_dict(), resume=cfg.resume is not None)
+    status = "failed"
+    try:
+        latest = run.latest_checkpoint() if cfg.resume is not None else None
+        if latest is not None:  # continue exactly: backend (weights, optimizer, RNG), then ours
+            tr.backend.load(latest)
+            state = json.loads((latest / TRAINER_STATE).read_text(encoding="utf-8"))
+            tr.step, tr.best = state["step"], state["best"]
+            tr.order = DataOrder(len(tr.train_examples), cfg.seed, **state["data"])
+        else:
+            run.log(0, {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()},
+                    split="info")  # fmt: skip
+        step_fn = grpo_step if cfg.algo == "grpo" else sft_step
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[live]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=not cfg.progress, transient=False) as progress:
+            bar = progress.add_task(cfg.algo, total=steps, completed=tr.step, live="")
+            while tr.step < steps:
+                tr.step += 1
+                t0 = time.perf_counter()
+                batch = [tr.train_examples[i] for i in tr.order.next(cfg.batch_size)]
+                metrics = step_fn(tr, batch)
+                metrics["step_time"] = time.perf_counter() - t0
+                metrics["epoch"] = float(tr.order.epoch)
+                run.log(tr.step, metrics)
+                progress.update(bar, advance=1, live=_live(metrics))
+                _after_step(tr, run, steps)
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        run.close(status)
+    if cfg.plot:
+        from rewardkit.plots import plot_run
+
+        plot_run(run.path)
+    return run.path
+
+
+def _live(metrics: Mapping[str, float]) -> str:
+    parts = []
+    if "reward_mean" in metrics:
+        parts.append(f"reward {metrics['reward_mean']:.3f}")
+    if "kl" in metrics:
+        parts.append(f"kl {metrics['kl']:.4f}")
+    if "nll" in metrics:
+        parts.append(f"nll {metrics['nll']:.3f}")
+    parts.append(f"{metrics['step_time']:.1f}s/step")
+    return "  ".join(parts)
+
+
+def _after_step(tr: Trainer, run: Any, steps: int) -> None:
+    """Validate and checkpoint when due; the checkpoint comes after everything logged."""
+    cfg, step = tr.cfg, tr.step
+    last = step == steps
+    evaluate_now = last or (cfg.eval_interval > 0 and step % cfg.eval_interval == 0)
+    save_now = evaluate_now or (cfg.save_interval > 0 and step % cfg.save_interval == 0)
+    metric = None
+    if evaluate_now:
+        metrics, rows = evaluate(tr)
+        run.log(step, metrics, split="validation")
+        run.log_samples(step, rows)
+        metric = _selection_value(cfg, metrics)
+        if tr.best is None or metric > tr.best:
+            tr.best = metric
+    if save_now:
+        state = {"step": step, "best": tr.best, "data": tr.order.state()}
+
+        def write(directory: Path) -> None:
+            tr.backend.save(directory)  # first: it may replace the directory
+            (directory / TRAINER_STATE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+        run.save_checkpoint(step, write, metric=metric, keep_last=cfg.keep_last)
+
+
+# ---------------------------------------------------------------------------------------------
+# rewardkit train
+
+
+def _option_name(f: Any) -> str:
+    return "--" + f.name.replace("_", "-")
+
+
+def _click_options(func: Any) -> Any:
+    """One option per TrainConfig field (default None: only given options override)."""
+    hints = _field_types()
+    helps = {
+        "algo": "grpo (default) or sft.",
+        "reward": "Reward spec, e.g. bleu or bleu=0.7,chrf=0.3.",
+        "task": "Task adapter (speech_translation, spoken_qa, ...).",
+        "data": "Data directory, file or hub name (default: the embedded data set).",
+        "group_size": "Completions per prompt, G (paper: 8).",
+        "beta": "KL weight (paper: 0.02).",
+        "num_iterations": "Updates per generation, mu.",
+        "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",
+        "eval_metric": "Validation metric for the best checkpoint: reward or a reward name.",
+        "resume": "Continue the run in this directory exactly.",
+    }
+    for f in reversed(fields(TrainConfig)):
+        hint = hints[f.name]
+        base = hint
+        if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
+            base = next(a for a in typing.get_args(hint) if a is not type(None))
+        name = _option_name(f)
+        kwargs: dict[str, Any] = {"default": None, "help": helps.get(f.name)}
+        if base is bool:
+            decl = f"{name}/--no-{name[2:]}"
+            func = click.option(decl, f.name, **kwargs)(func)
+            continue
+        if typing.get_origin(base) is Literal:
+            kwargs["type"] = click.Choice(typing.get_args(base))
+        elif base in (int, float):
+            kwargs["type"] = base
+        func = click.option(name, f.name, **kwargs)(func)
+    return func
+
+
+@click.command("train")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML or YAML file with the same keys; options given here override it.",
+)
+@_click_options
+@click.pass_obj
+def train_command(registry: Any, config_file: Path | None, **options: Any) -> None:
+    """Train a speech-aware LM with GRPO (or MP-GRPO, or the SFT baseline)."""
+    layers: list[Mapping[str, Any]] = []
+    given = {k: v for k, v in options.items() if v is not None}
+    resume = given.get("resume")
+    if resume is not None:  # the stored config is the base: `--resume RUN` alone continues
+        stored = Path(resume) / "config.json"
+        if not stored.is_file():
+            raise RewardkitError(f"cannot resume {resume}: it is not a run directory (no config)")
+        layers.append(json.loads(stored.read_text(encoding="utf-8")))
+    if config_file is not None:
+        layers.append(load_config(config_file))
+    layers.append(given)
+    cfg = make_config(*layers)
+    run_dir = train(cfg, registry)
+    click.echo(f"run written to {run_dir}", err=True)
