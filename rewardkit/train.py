@@ -23,6 +23,13 @@ the epoch and position are saved with each checkpoint. Generation is seeded from
 so a resumed run samples what the uninterrupted one did. Other RNG states
 (torch, Python, NumPy) and the optimizer/scheduler are in the backend's checkpoint.
 
+Interruption. SIGINT or SIGTERM during :func:`train` finishes the current step, saves a
+checkpoint (the same save as a scheduled one), marks the run ``interrupted`` and raises
+:class:`TrainingInterrupted`; ``rewardkit train`` then prints how to resume
+(``rewardkit train --resume DIR``) and exits 130 (SIGINT) or 143 (SIGTERM). A second signal
+aborts at once; checkpoints are atomic, so a kill at any point (even -9) leaves the earlier
+ones intact and ``--resume`` continues from the latest.
+
 Helpers beyond the backend contract: :func:`encode_reference` turns a reference text into
 completion token ids (text tokens + EOS) with ``backend.tokenizer`` and ``backend.eos_token_ids``
 when the backend has them; MP-GRPO and SFT need it.
@@ -32,6 +39,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import sys
+import threading
 import time
 import typing
 from collections.abc import Mapping, Sequence
@@ -654,6 +664,66 @@ def _selection_value(cfg: TrainConfig, metrics: Mapping[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# Interruption (SIGINT / SIGTERM)
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report
+
+
+class TrainingInterrupted(Exception):
+    """Raised by :func:`train` when a SIGINT or SIGTERM stopped the run.
+
+    On the first signal the loop finishes the step in progress, saves a checkpoint exactly as a
+    scheduled save would (so ``--resume`` continues as if never stopped), records ``interrupted``
+    in run.json and raises this (``aborted`` false, ``step`` the step saved). A second signal
+    aborts at once (``aborted`` true): nothing more is saved, and the checkpoints already on
+    disk stay intact because saves are atomic; resuming continues from the latest of them.
+    ``rewardkit train`` prints the message (how to resume) and exits with ``exit_code``: 130
+    after SIGINT, 143 after SIGTERM.
+    """
+
+    def __init__(self, run_dir: Path, signum: int, step: int | None, aborted: bool) -> None:
+        self.run_dir, self.signum, self.step, self.aborted = Path(run_dir), signum, step, aborted
+        self.exit_code = EXIT_CODES.get(signum, 128 + int(signum))
+        name = signal.Signals(signum).name
+        where = "no checkpoint yet" if step is None else f"checkpoint at step {step}"
+        what = "aborted" if aborted else "interrupted"
+        super().__init__(
+            f"{name}: training {what} ({where}); continue with: "
+            f"rewardkit train --resume {self.run_dir}"
+        )
+
+
+class _StopFlag:
+    """Signal handlers for the duration of the loop (main thread only; restored on exit): the
+    first SIGINT/SIGTERM sets ``signum``; a second one raises KeyboardInterrupt to abort."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in EXIT_CODES:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        sys.stderr.write(
+            f"\n{signal.Signals(signum).name} received: finishing this step and saving a "
+            "checkpoint (send it again to abort at once)\n"
+        )
+        sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
 # The run
 
 
@@ -739,7 +809,14 @@ def _total_steps(cfg: TrainConfig, num_examples: int) -> int:
 
 
 def train(cfg: TrainConfig, registry: Any = None) -> Path:
-    """Run training as configured; returns the run directory."""
+    """Run training as configured; returns the run directory.
+
+    SIGINT / SIGTERM (handled while this runs in the main thread; the previous handlers are
+    restored afterwards): the step in progress finishes, a checkpoint is saved, run.json records
+    ``interrupted`` and :class:`TrainingInterrupted` is raised (a library caller catches it; the
+    command exits 130 / 143). A second signal aborts at once, keeping the saved checkpoints.
+    A signal during the last step lets the run complete normally.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -764,12 +841,16 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
     run = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
     run.create(cfg.to_dict(), resume=cfg.resume is not None)
     status = "failed"
+    stop = _StopFlag()
+    saved: int | None = None  # the step of the latest checkpoint on disk
     try:
+        stop.__enter__()
         latest = run.latest_checkpoint() if cfg.resume is not None else None
         if latest is not None:  # continue exactly: backend (weights, optimizer, RNG), then ours
             tr.backend.load(latest)
             state = json.loads((latest / TRAINER_STATE).read_text(encoding="utf-8"))
             tr.step, tr.best = state["step"], state["best"]
+            saved = tr.step
             tr.order = DataOrder(len(tr.train_examples), cfg.seed, **state["data"])
         else:
             run.log(0, {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()},
@@ -793,12 +874,22 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
                 metrics["epoch"] = float(tr.order.epoch)
                 run.log(tr.step, metrics)
                 progress.update(bar, advance=1, live=_live(metrics))
-                _after_step(tr, run, steps)
+                if _after_step(tr, run, steps):
+                    saved = tr.step
+                if stop.signum is not None and tr.step < steps:
+                    if saved != tr.step:  # the same save as a scheduled one (no evaluation)
+                        _save_checkpoint(tr, run, metric=None)
+                        saved = tr.step
+                    status = "interrupted"
+                    raise TrainingInterrupted(run.path, stop.signum, saved, aborted=False)
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
-        raise
+        if stop.signum is None:  # not ours (no handler in this thread, or before the loop)
+            raise
+        raise TrainingInterrupted(run.path, stop.signum, saved, aborted=True) from None
     finally:
+        stop.__exit__()
         run.close(status)
     if cfg.plot:
         from rewardkit.plots import plot_run
@@ -819,8 +910,9 @@ def _live(metrics: Mapping[str, float]) -> str:
     return "  ".join(parts)
 
 
-def _after_step(tr: Trainer, run: Any, steps: int) -> None:
-    """Validate and checkpoint when due; the checkpoint comes after everything logged."""
+def _after_step(tr: Trainer, run: Any, steps: int) -> bool:
+    """Validate and checkpoint when due; the checkpoint comes after everything logged.
+    Returns whether a checkpoint was saved."""
     cfg, step = tr.cfg, tr.step
     last = step == steps
     evaluate_now = last or (cfg.eval_interval > 0 and step % cfg.eval_interval == 0)
@@ -834,13 +926,19 @@ def _after_step(tr: Trainer, run: Any, steps: int) -> None:
         if tr.best is None or metric > tr.best:
             tr.best = metric
     if save_now:
-        state = {"step": step, "best": tr.best, "data": tr.order.state()}
+        _save_checkpoint(tr, run, metric)
+    return save_now
 
-        def write(directory: Path) -> None:
-            tr.backend.save(directory)  # first: it may replace the directory
-            (directory / TRAINER_STATE).write_text(json.dumps(state) + "\n", encoding="utf-8")
 
-        run.save_checkpoint(step, write, metric=metric, keep_last=cfg.keep_last)
+def _save_checkpoint(tr: Trainer, run: Any, metric: float | None) -> None:
+    """checkpoints/step-N: the backend (weights, optimizer, scheduler, RNG), then ours."""
+    state = {"step": tr.step, "best": tr.best, "data": tr.order.state()}
+
+    def write(directory: Path) -> None:
+        tr.backend.save(directory)  # first: it may replace the directory
+        (directory / TRAINER_STATE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+    run.save_checkpoint(tr.step, write, metric=metric, keep_last=tr.cfg.keep_last)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -908,5 +1006,9 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
         layers.append(load_config(config_file))
     layers.append(given)
     cfg = make_config(*layers)
-    run_dir = train(cfg, registry)
+    try:
+        run_dir = train(cfg, registry)
+    except TrainingInterrupted as exc:  # SIGINT -> 130, SIGTERM -> 143, with how to resume
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(exc.exit_code) from None
     click.echo(f"run written to {run_dir}", err=True)
