@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import rewardkit
@@ -12,6 +14,21 @@ def _clean_plugin_env(monkeypatch):
     """Plugin-selection variables from the developer's shell must not leak into tests."""
     for name in ("REWARDKIT_DISABLE_PLUGINS", "REWARDKIT_DISABLE_PLUGIN_AUTOLOAD"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def spoken_data(tmp_path_factory) -> Path:
+    """The embedded spoken data sets at size 10 (both tasks), synthesised once per session into
+    a temporary folder, with rewardkit's cache redirected there while eSpeak runs."""
+    from rewardkit.speech import espeak
+    from rewardkit.speech.make import make_datasets
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        patch.setattr(espeak, "_engine", None)
+        out = tmp_path_factory.mktemp("speech") / "data"
+        make_datasets(out, size=10, seed=0, workers=1)
+    return out
 
 
 @pytest.fixture

@@ -24,21 +24,14 @@ from rewardkit.evaluate import (
     evaluate,
     resolve_model,
 )
-from rewardkit.speech import espeak
-from rewardkit.speech.make import make_datasets
 from rewardkit.train import TrainConfig, train
 
 FAST = dict(max_new_tokens=4, progress=False)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setattr(espeak, "_engine", None)
-        out = tmp_path_factory.mktemp("speech") / "data"
-        make_datasets(out, size=10, seed=0, task="st", workers=1)
-        yield str(out / "speech_translation")
+def data(spoken_data) -> str:
+    return str(spoken_data / "speech_translation")
 
 
 @pytest.fixture(scope="module")

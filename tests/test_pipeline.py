@@ -9,16 +9,6 @@ import rewardkit
 from rewardkit.backends.hf import HFBackend
 from rewardkit.plugins.speech_tasks import SpeechTranslation, SpokenQA
 from rewardkit.policy import ModelSpec, OptimizerConfig, SamplingConfig
-from rewardkit.speech.make import make_datasets
-
-
-@pytest.fixture(scope="module")
-def spoken_data(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-        out = tmp_path_factory.mktemp("data") / "speech"
-        make_datasets(out, size=10, seed=0, workers=1)
-        return out
 
 
 @pytest.mark.parametrize(

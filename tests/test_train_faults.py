@@ -19,8 +19,6 @@ from click.testing import CliRunner
 import rewardkit
 from rewardkit.cli import build_cli
 from rewardkit.rundir import COMPLETE_MARKER, RunDir
-from rewardkit.speech import espeak
-from rewardkit.speech.make import make_datasets
 from rewardkit.train import (
     TrainConfig,
     TrainingInterrupted,
@@ -47,13 +45,8 @@ ARGS += ["--no-progress", "--no-tensorboard", "--no-plot"]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setattr(espeak, "_engine", None)
-        out = tmp_path_factory.mktemp("speech") / "data"
-        make_datasets(out, size=10, seed=0, task="st", workers=1)
-        yield str(out / "speech_translation")
+def data(spoken_data) -> str:
+    return str(spoken_data / "speech_translation")
 
 
 class Plugin:

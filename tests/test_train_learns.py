@@ -7,8 +7,6 @@ import statistics
 import pytest
 
 import rewardkit
-from rewardkit.speech import espeak
-from rewardkit.speech.make import make_datasets
 from rewardkit.train import TrainConfig, build_trainer, grpo_step
 
 
@@ -31,13 +29,8 @@ class Plugin:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REWARDKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setattr(espeak, "_engine", None)
-        out = tmp_path_factory.mktemp("speech") / "data"
-        make_datasets(out, size=10, seed=0, task="st", workers=1)
-        yield str(out / "speech_translation")
+def data(spoken_data) -> str:
+    return str(spoken_data / "speech_translation")
 
 
 @pytest.mark.parametrize("seed", [0, 1])
