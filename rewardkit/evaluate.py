@@ -529,15 +529,15 @@ def write_outputs(
     output_dir: Path, results: dict[str, Any], generations: Sequence[dict[str, Any]]
 ) -> None:
     """Write results.json, results.md and generations.jsonl, each atomically."""
-    from rewardkit.rundir import _write_text_atomic
+    from rewardkit.textio import write_atomic
 
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         gens = "".join(json.dumps(g, ensure_ascii=False) + "\n" for g in generations)
-        _write_text_atomic(output_dir / GENERATIONS, gens)
-        _write_text_atomic(output_dir / RESULTS_MD, markdown(results))
+        write_atomic(output_dir / GENERATIONS, gens)
+        write_atomic(output_dir / RESULTS_MD, markdown(results))
         text = json.dumps(_finite(results), indent=2, ensure_ascii=False, allow_nan=False)
-        _write_text_atomic(output_dir / RESULTS_JSON, text + "\n")
+        write_atomic(output_dir / RESULTS_JSON, text + "\n")
     except OSError as exc:
         raise RewardkitError(f"cannot write to {output_dir}: {exc.strerror or exc}") from None
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
+from rewardkit.textio import fsync_dir, write_atomic
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
@@ -398,7 +399,7 @@ class RunDir:
             for line, row in _metrics_lines(self.metrics_path)
             if after_step is not None and row["step"] <= after_step
         ]
-        _write_text_atomic(self.metrics_path, "".join(line + "\n" for line in keep))
+        write_atomic(self.metrics_path, "".join(line + "\n" for line in keep))
 
     def _open_tensorboard(self, purge_step: int | None) -> dict[str, Any]:
         """Start the TensorBoard writer if wanted and possible; returns run.json's record."""
@@ -432,7 +433,7 @@ class RunDir:
         self.samples_dir.mkdir(exist_ok=True)
         target = self.samples_dir / f"{step_name(step)}.jsonl"
         text = "".join(json.dumps(_jsonable(dict(row)), allow_nan=False) + "\n" for row in rows)
-        _write_text_atomic(target, text)
+        write_atomic(target, text)
         return target
 
     def read_samples(self, step: int) -> list[dict[str, Any]]:
@@ -507,11 +508,11 @@ class RunDir:
                 fh.write(json.dumps(marker) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if final.exists() or final.is_symlink():
                 self._discard(final)
             os.replace(tmp, final)
-            _fsync_dir(root)
+            fsync_dir(root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -813,35 +814,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    _write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"  # umask permissions
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems and platforms do not fsync directories
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _fsync_tree(root: Path) -> None:
@@ -852,4 +825,4 @@ def _fsync_tree(root: Path) -> None:
                 continue
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))

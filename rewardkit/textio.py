@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 
 from rewardkit.errors import RewardkitError
@@ -38,7 +38,7 @@ def read_lines(path: Path | str) -> list[str]:
 
 
 def write_text(target: str, text: str) -> None:
-    """Write to stdout ('-') or atomically to a file (temporary file, then rename)."""
+    """Write to stdout ('-') or atomically to a file (:func:`write_atomic`)."""
     if target == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -46,11 +46,34 @@ def write_text(target: str, text: str) -> None:
     path = Path(target)
     if not path.parent.exists():
         raise RewardkitError(f"cannot write {path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_atomic(path, text)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it: readers see the old
+    file or the new one, never a part. The file gets the usual (umask) permissions."""
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (where the platform allows fsync on directories)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems and platforms do not fsync directories
+        pass
+    finally:
+        os.close(fd)
