@@ -1,12 +1,14 @@
-"""Shared pieces of the model-reward benchmarks: GRPO-shaped English sentences, their noisy
-variants, and a description of the machine. Imported by the scripts beside it (run them as
-``python benchmarks/<script>.py``, which puts this folder on ``sys.path``)."""
+"""Shared pieces of the benchmarks: GRPO-shaped English sentences and their noisy variants
+(the model-reward benchmarks) and a description of the machine (all of them). Imported by the
+scripts beside it (run them as ``python benchmarks/<script>.py``, which puts this folder on
+``sys.path``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import random
+from pathlib import Path
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -55,12 +57,16 @@ def perturb(text: str, rng: random.Random, strength: float, vocabulary: list[str
     return " ".join(out) or text.split()[0]
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine() -> dict:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}

@@ -41,18 +41,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from grpo_text import cpu_model
+
 TARGET = 2.0
 MODES = ("no_grad", "train_lora", "train_full")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_model(args: argparse.Namespace, *, lora: bool) -> Any:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sacrebleu
+from grpo_text import cpu_model
 from rich.console import Console
 from rich.table import Table
 from sacrebleu.metrics import BLEU, CHRF
@@ -239,16 +240,6 @@ def check_identical(step: list[Group], metric: str, scores: dict[str, list[float
 
 
 # --- Report -------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def step_stats(step: list[Group], registry: rewardkit.Registry) -> dict[str, float]:
