@@ -102,6 +102,44 @@ def register_backends(register: Any) -> None:
     register(HFBackend)
 
 
+class _RowSampler:
+    """Sampling with one random stream per completion: temperature, top-p (transformers'
+    warper), then the Gumbel-max trick (the argmax of logits plus Gumbel noise is an exact sample
+    of their softmax), with generation itself greedy. Completion ``g`` of prompt ``p`` draws its
+    noise from a generator seeded by ``(seed, p, g)``, so its sample does not depend on which
+    other prompts share the batch, on padding, or on how prompts are split over ranks."""
+
+    def __init__(
+        self, temperature: float, top_p: float, seed: int, keys: list[tuple[int, int]], device: Any
+    ):
+        import numpy as np
+        import torch
+        from transformers import TopPLogitsWarper
+
+        self.temperature = temperature
+        self.top_p = TopPLogitsWarper(top_p) if top_p < 1.0 else None
+        self.generators = []
+        for p, g in keys:
+            state = np.random.SeedSequence([seed & (2**63 - 1), p, g]).generate_state(1, np.uint64)
+            generator = torch.Generator(device=device)
+            generator.manual_seed(int(state[0]) & (2**63 - 1))
+            self.generators.append(generator)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float() / self.temperature
+        if self.top_p is not None:
+            scores = self.top_p(input_ids, scores)
+        vocab = scores.shape[-1]
+        uniform = torch.stack(
+            [torch.rand(vocab, generator=g, device=scores.device) for g in self.generators]
+        )
+        tiny = torch.finfo(uniform.dtype).tiny
+        exponential = -torch.log(uniform.clamp(min=tiny))
+        return scores - torch.log(exponential.clamp(min=tiny))  # + Gumbel(0, 1) noise
+
+
 # ---------------------------------------------------------------------------------------------
 # Audio features
 
@@ -632,9 +670,21 @@ class HFBackend(PolicyBackend):
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:
         """G completions per prompt; seeded by ``spec.seed`` + ``sampling.seed``, or + the number
-        of earlier calls when ``sampling.seed`` is None."""
+        of earlier calls when ``sampling.seed`` is None. Each completion has its own random
+        stream (:class:`_RowSampler`), so it does not depend on the other prompts of the call."""
+        seed = self.spec.seed + (
+            sampling.seed if sampling.seed is not None else self._generate_calls
+        )
+        self._generate_calls += 1
+        return self._generate(prompts, sampling, seed, first_index=0)
+
+    def _generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig, seed: int, first_index: int
+    ) -> Completions:
+        """:meth:`generate` for prompts that are numbered from ``first_index`` in the call (a
+        data-parallel backend samples its shard of a call's prompts with the same streams)."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         if not prompts or sampling.num_samples < 1 or sampling.max_new_tokens < 1:
             raise BackendError(
@@ -650,37 +700,27 @@ class HFBackend(PolicyBackend):
         num_p, num_g = len(prompts), sampling.num_samples
         rows = [p for p in range(num_p) for _ in range(num_g)]
         batch = self._batch(encoded, rows)
-        sample_args = (
-            {}
-            if sampling.greedy
-            else {"temperature": sampling.temperature, "top_p": sampling.top_p}
-        )
         config = GenerationConfig(
-            do_sample=not sampling.greedy,
+            do_sample=False,  # greedy, or sampling through _RowSampler's Gumbel-max
             max_new_tokens=sampling.max_new_tokens,
             min_new_tokens=0,
             num_beams=1,
-            top_k=0,
             repetition_penalty=1.0,
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             suppress_tokens=[self.audio.token_id] if self.audio else None,
-            **sample_args,
         )
-        seed = self.spec.seed + (
-            sampling.seed if sampling.seed is not None else self._generate_calls
-        )
-        self._generate_calls += 1
-        devices = []
-        if self.device.type == "cuda":
-            index = self.device.index
-            devices = [index if index is not None else torch.cuda.current_device()]
-        with self._eval(), torch.no_grad(), self._autocast(), torch.random.fork_rng(devices):
-            torch.manual_seed(seed)
+        processors = LogitsProcessorList()
+        if not sampling.greedy:
+            keys = [(first_index + p, g) for p in range(num_p) for g in range(num_g)]
+            processors.append(
+                _RowSampler(sampling.temperature, sampling.top_p, seed, keys, self.device)
+            )
+        with self._eval(), torch.no_grad(), self._autocast():
             kwargs = self._model_inputs(batch, batch["input_ids"], batch["attention_mask"])
             if "inputs_embeds" in kwargs:
                 kwargs["input_ids"] = batch["input_ids"]
-            sequences = self.model.generate(**kwargs, generation_config=config)
+            sequences = self._generate_tokens(kwargs, config, processors)
         new = sequences[:, batch["input_ids"].shape[1] :]  # [P*G, T]
         is_eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))
         seen = is_eos.long().cumsum(-1)
@@ -702,6 +742,10 @@ class HFBackend(PolicyBackend):
             text=[text[p * num_g : (p + 1) * num_g] for p in range(num_p)],
             logprobs=logprobs,
         )
+
+    def _generate_tokens(self, kwargs: dict[str, Any], config: Any, processors: Any) -> Any:
+        """The model's ``generate`` (a backend with partitioned weights gathers them here)."""
+        return self.model.generate(**kwargs, generation_config=config, logits_processor=processors)
 
     # --- scoring ---
 
@@ -813,9 +857,10 @@ class HFBackend(PolicyBackend):
             if ".original_module." in name:
                 continue
             part = self._part_of(name)
-            totals[part] += param.numel()
+            numel = getattr(param, "ds_numel", None) or param.numel()  # ZeRO-3: partitioned
+            totals[part] += numel
             if param.requires_grad:
-                counts[part] += param.numel()
+                counts[part] += numel
         return {
             **counts,
             **{f"{k}_total": v for k, v in totals.items() if k != "lora"},
@@ -898,7 +943,6 @@ class HFBackend(PolicyBackend):
         """Restore trainable tensors, optimizer, scheduler, RNG state and the sampling counter."""
         import numpy as np
         import torch
-        from safetensors.torch import load_file
 
         directory = Path(directory)
         missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
@@ -906,6 +950,29 @@ class HFBackend(PolicyBackend):
             raise BackendError(
                 f"{str(directory)!r} is not an hf backend checkpoint (missing {', '.join(missing)})"
             )
+        self.load_weights(directory)
+        state = torch.load(directory / "training_state.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        python = rng["python"]
+        random.setstate((python[0], tuple(python[1]), python[2]))
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, keys.numpy(), *rest))
+        self._generate_calls = int(state["generate_calls"])
+
+    def load_weights(self, directory: Path) -> None:
+        """Load only the trainable tensors (``trainable.safetensors``), e.g. for evaluation; the
+        ``deepspeed`` backend's checkpoints hold the same file."""
+        import torch
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not (directory / "trainable.safetensors").is_file():
+            raise BackendError(f"{str(directory)!r} has no trainable.safetensors")
         tensors = load_file(str(directory / "trainable.safetensors"), device=str(self.device))
         shapes = {n: tuple(p.shape) for n, p in self._trainable}
         if {n: tuple(t.shape) for n, t in tensors.items()} != shapes:
@@ -919,18 +986,6 @@ class HFBackend(PolicyBackend):
         with torch.no_grad():
             for name, param in self._trainable:
                 param.copy_(tensors[name])
-        state = torch.load(directory / "training_state.pt", map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        python = rng["python"]
-        random.setstate((python[0], tuple(python[1]), python[2]))
-        kind, keys, *rest = rng["numpy"]
-        np.random.set_state((kind, keys.numpy(), *rest))
-        self._generate_calls = int(state["generate_calls"])
 
 
 def _base_name(name: str) -> str:
