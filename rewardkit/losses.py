@@ -83,7 +83,7 @@ def group_advantages(
     elif scale == "batch":
         denom = rewards.std().clamp_min(std_floor)  # [], unbiased over all P * G
     else:
-        denom = torch.ones((), dtype=rewards.dtype)
+        denom = torch.ones((), dtype=rewards.dtype, device=rewards.device)
     advantages = (rewards - mean) / denom  # [P, G]
 
     stats = {

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rewardkit.distributed import SINGLE, Distributed
+
 if TYPE_CHECKING:  # numpy stays out of `rewardkit plugins`, which imports this via backends
     import numpy as np
 
@@ -77,6 +79,8 @@ class OptimizerConfig:
     warmup_steps: int = 0
     total_steps: int = 1
     max_grad_norm: float | None = 1.0
+    #: backward() calls per step() (micro-batches); a backend whose engine counts them uses it
+    grad_accum_steps: int = 1
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,10 @@ class PolicyBackend(ABC):
     """A trainable policy plus its reference policy. One instance per run."""
 
     name: ClassVar[str]
+    #: Data parallelism (:mod:`rewardkit.distributed`): one process unless the backend runs
+    #: several ranks; then ``generate`` returns the whole step's completions on every rank,
+    #: ``logprobs``/``backward`` see this rank's shard, and ``backward`` sums over ranks.
+    dist: Distributed = SINGLE
 
     @classmethod
     @abstractmethod
@@ -136,7 +144,8 @@ class PolicyBackend(ABC):
 
     @abstractmethod
     def backward(self, loss: Any) -> None:
-        """Accumulate gradients of ``loss`` (already divided by the accumulation steps)."""
+        """Accumulate gradients of ``loss`` (already divided by the accumulation steps; with
+        several ranks, this rank's share of the step's loss: gradients are summed over ranks)."""
 
     @abstractmethod
     def step(self) -> dict[str, float]:

@@ -632,6 +632,33 @@ class RunDir:
 # --- config comparison ---
 
 
+class FollowerRunDir:
+    """The run directory as ranks other than 0 of a multi-process run see it: rank 0 writes
+    everything; the others write nothing of their own and take part in checkpoint saves, whose
+    staging directory ``write`` receives from rank 0 (``write(None)`` here)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def create(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_samples(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def latest_checkpoint(self) -> Path | None:
+        return RunDir(self.path).latest_checkpoint()
+
+    def save_checkpoint(self, step: int, write: Callable[[Path | None], None], **_: Any) -> None:
+        write(None)
+
+
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted keys whose values differ between two configs (nested dicts are flattened; a key
     present in only one side counts, with ``None`` for the missing side), sorted."""

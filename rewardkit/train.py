@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -51,6 +52,7 @@ from typing import Any, Literal
 
 import click
 
+from rewardkit.distributed import launcher_environment
 from rewardkit.errors import RewardkitError
 
 ALGOS = ("grpo", "sft")
@@ -82,6 +84,12 @@ class TrainConfig:
     lora_alpha: int = 16
     device: str = "cpu"
     bf16: bool = False
+    # the deepspeed backend
+    zero_stage: int | None = None  # default: the DeepSpeed config's, else 2
+    deepspeed_config: str | None = None  # a DeepSpeed JSON file ("auto" values are filled)
+    offload_optimizer: bool = False  # optimizer state to CPU (ZeRO 1-3)
+    offload_params: bool = False  # parameters to CPU (ZeRO-3)
+    fp16: bool = False  # fp16 with loss scaling (deepspeed backend; hf: use bf16)
     # optimisation
     learning_rate: float = 1e-5
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
@@ -154,6 +162,11 @@ class TrainConfig:
              f"--off-policy-k must be between 1 and group size - 1 ({self.group_size - 1}), "
              f"got {self.off_policy_k}"),
             (self.lora_r >= 0, "--lora-r must be >= 0"),
+            (self.zero_stage in (None, 0, 1, 2, 3), "--zero-stage must be 0, 1, 2 or 3"),
+            (self.backend == "deepspeed" or (self.zero_stage is None and not self.fp16 and
+             self.deepspeed_config is None and not self.offload_optimizer and
+             not self.offload_params),
+             "--zero-stage, --deepspeed-config, --offload-* and --fp16 need --backend deepspeed"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -434,7 +447,8 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     )
     token_ids, mask, truncated = sampled.token_ids, sampled.mask, sampled.truncated
     old_logp, texts = sampled.logprobs, [list(t) for t in sampled.text]
-    off_policy = torch.zeros(num_p, num_g, dtype=torch.bool)
+    device = token_ids.device  # the backend's: every tensor of the step lives there
+    off_policy = torch.zeros(num_p, num_g, dtype=torch.bool, device=device)
     if k_off:
         token_ids, mask, truncated, old_logp, texts = _add_references(
             tr, examples, token_ids, mask, truncated, old_logp, texts, k_off
@@ -450,7 +464,7 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     ]
     output = tr.reward(groups)
     _check_finite(tr.reward, output, examples)
-    rewards = torch.tensor(output.scores, dtype=torch.float32)  # [P, G]
+    rewards = torch.tensor(output.scores, dtype=torch.float32, device=device)  # [P, G]
     metrics["time_reward"] = time.perf_counter() - t0
 
     # 3. Group-relative advantages.
@@ -463,19 +477,27 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     for name, value in output.diagnostics.items():
         metrics[f"diag_{name}"] = float(value)
 
+    # Steps 4-5 run on this rank's shard of the prompts (all of them in a single process).
+    mine = list(backend.dist.shard(num_p))
+
     # 4. Reference-policy log-probs (for the KL term).
     t0 = time.perf_counter()
     ref_logp = None
     if cfg.beta > 0:
-        ref_logp = backend.logprobs(prompts, token_ids, mask, reference=True)
+        ref_logp = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        ref_logp[mine] = backend.logprobs(
+            [prompts[i] for i in mine], token_ids[mine], mask[mine], reference=True
+        )
     metrics["time_logprob"] = time.perf_counter() - t0
 
     # 5. mu iterations x micro-batches: loss, backward; one optimizer step per iteration.
+    # Each micro-batch's loss is its share of the step's loss (summed over ranks by backward).
     t0 = time.perf_counter()
     tokens = loss_mask(mask.reshape(num_p * num_g, -1), truncated.reshape(-1), cfg.mask_truncated)
     num_tokens_global = int(tokens.sum().item())
-    chunks = [c.tolist() for c in torch.arange(num_p).tensor_split(cfg.grad_accum) if len(c)]
-    divide = cfg.loss_type != "dapo"  # dapo with num_tokens_global: already the share
+    chunks = [c.tolist() for c in torch.tensor(mine).tensor_split(cfg.grad_accum) if len(c)]
+    # dapo divides by num_tokens_global (a share already); the others average the micro-batches
+    divide = len(chunks) * backend.dist.world_size if cfg.loss_type != "dapo" else 1
     collected: list[dict[str, float]] = []
     step_info: dict[str, float] = {}
     losses = []
@@ -496,8 +518,7 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
                 truncated=truncated[rows].reshape(n),
                 num_tokens_global=num_tokens_global,
             )
-            if divide:
-                loss = loss / len(chunks)
+            loss = loss / divide
             backend.backward(loss)
             iteration_loss += loss.item()
             collected.append(stats)
@@ -505,13 +526,14 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
         losses.append(iteration_loss)
     metrics["time_train"] = time.perf_counter() - t0
 
-    # Logged: losses, clipping, KL, lengths, the optimizer's report.
-    metrics["loss"] = sum(losses) / len(losses)
+    # Logged: losses, clipping, KL, lengths, the optimizer's report (means over ranks).
+    local = {"loss": sum(losses) / len(losses) * backend.dist.world_size}  # the shares' sum
     for key in ("kl", "clip_fraction", "clip_fraction_low", "clip_fraction_high", "ratio_mean",
                 "off_policy_ratio_mean"):  # fmt: skip
         values = [s[key] for s in collected if key in s]
         if values:
-            metrics[key] = sum(values) / len(values)
+            local[key] = sum(values) / len(values)
+    metrics.update(backend.dist.mean(local))
     on = ~off_policy
     lengths = mask.sum(-1)[on]  # sampled completions only
     metrics.update({k: v for k, v in _stats("completion_length", lengths).items()})
@@ -556,9 +578,8 @@ def _add_references(tr, examples, token_ids, mask, truncated, old_logp, texts, k
     ref_mask = widen(ref_mask, False).reshape(num_p, k_off, width).to(mask.device)
     token_ids = torch.cat([widen(token_ids, pad), ref_ids], dim=1)
     mask = torch.cat([widen(mask, False), ref_mask], dim=1)
-    truncated = torch.cat(
-        [truncated, torch.tensor(ref_trunc, dtype=torch.bool).reshape(num_p, k_off)], dim=1
-    )
+    ref_truncated = torch.tensor(ref_trunc, dtype=torch.bool, device=truncated.device)
+    truncated = torch.cat([truncated, ref_truncated.reshape(num_p, k_off)], dim=1)
     if old_logp is not None:
         zeros = torch.zeros(num_p, k_off, width, dtype=old_logp.dtype, device=old_logp.device)
         old_logp = torch.cat([widen(old_logp, 0.0), zeros], dim=1)
@@ -586,15 +607,17 @@ def sft_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     ids, mask = _pad_stack(rows, backend.tokenizer.pad_token_id)
     ids, mask = ids[:, None, :], mask[:, None, :]  # [P, 1, T]
     num_tokens = int(mask.sum().item())
-    chunks = [c.tolist() for c in torch.arange(len(prompts)).tensor_split(cfg.grad_accum) if len(c)]
+    mine = list(backend.dist.shard(len(prompts)))  # this rank's share (all in one process)
+    chunks = [c.tolist() for c in torch.tensor(mine).tensor_split(cfg.grad_accum) if len(c)]
     backend.train(True)
     total = 0.0
     for chunk in chunks:
         logp = backend.logprobs([prompts[i] for i in chunk], ids[chunk], mask[chunk], grad=True)
-        loss = -(logp * mask[chunk].to(logp.device)).sum() / max(num_tokens, 1)
+        loss = -(logp * mask[chunk].to(logp.device)).sum() / max(num_tokens, 1)  # a share
         backend.backward(loss)
         total += loss.item()
     info = backend.step()
+    total = backend.dist.mean({"loss": total})["loss"] * backend.dist.world_size
     metrics = {"loss": total, "nll": total, "time_train": time.perf_counter() - t0}
     metrics.update(_stats("reference_length", mask.sum(-1).flatten()))
     metrics["num_tokens"] = float(num_tokens)
@@ -695,10 +718,12 @@ class TrainingInterrupted(Exception):
 
 class _StopFlag:
     """Signal handlers for the duration of the loop (main thread only; restored on exit): the
-    first SIGINT/SIGTERM sets ``signum``; a second one raises KeyboardInterrupt to abort."""
+    first SIGINT/SIGTERM sets ``signum``; a second one raises KeyboardInterrupt to abort, unless
+    the run is already ``closing`` (it stops anyway; an exception there would skip the close)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.closing = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
@@ -714,6 +739,8 @@ class _StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
+            if self.closing:
+                return
             raise KeyboardInterrupt
         self.signum = signum
         sys.stderr.write(
@@ -761,6 +788,19 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
         raise RewardkitError(f"the {cfg.eval_split} split of {source} has no examples to evaluate")
 
     steps = _total_steps(cfg, len(train_examples))
+    env = launcher_environment()  # set by torchrun / the deepspeed launcher
+    world = int(env["WORLD_SIZE"]) if env else 1
+    if cfg.batch_size % world:
+        raise RewardkitError(
+            f"--batch-size {cfg.batch_size} is not divisible by the world size {world}; give a "
+            f"multiple of {world} (every rank takes an equal share of each step's prompts)"
+        )
+    per_rank = cfg.batch_size // world
+    extra: dict[str, Any] = {"prompts_per_rank": per_rank}
+    if cfg.backend == "deepspeed":
+        extra.update(zero_stage=cfg.zero_stage, deepspeed_config=cfg.deepspeed_config,
+                     offload_optimizer=cfg.offload_optimizer, offload_params=cfg.offload_params,
+                     fp16=cfg.fp16)  # fmt: skip
     backend = backend_cls.build(
         ModelSpec(
             cfg.model,
@@ -769,6 +809,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             bf16=cfg.bf16,
             seed=cfg.seed,
             device=cfg.device,
+            extra=extra,
         ),
         OptimizerConfig(
             learning_rate=cfg.learning_rate,
@@ -777,8 +818,14 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             warmup_steps=cfg.warmup_steps,
             total_steps=steps,
             max_grad_norm=cfg.max_grad_norm,
+            grad_accum_steps=min(cfg.grad_accum, per_rank),
         ),
     )
+    if backend.dist.world_size != world:
+        raise RewardkitError(
+            f"the {cfg.backend} backend runs one process, but this is rank {env['RANK']} of "
+            f"{world}; use --backend deepspeed for multi-process training"
+        )
     loss_fn = PolicyLoss(
         LossConfig(
             loss_type=cfg.loss_type,
@@ -825,7 +872,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         TimeRemainingColumn,
     )
 
-    from rewardkit.rundir import RunDir
+    from rewardkit.rundir import FollowerRunDir, RunDir
 
     if registry is None:
         from rewardkit.registry import load_registry
@@ -837,15 +884,20 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         cfg = replace(cfg, output_dir=f"runs/{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     tr = build_trainer(cfg, registry)
     steps = _total_steps(cfg, len(tr.train_examples))
+    dist = tr.backend.dist  # several ranks: rank 0 writes the run directory and shows progress
 
-    run = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
-    run.create(cfg.to_dict(), resume=cfg.resume is not None)
+    if dist.is_main:
+        run: Any = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
+        run.create(cfg.to_dict(), resume=cfg.resume is not None)
+    else:
+        run = FollowerRunDir(cfg.output_dir)
+    dist.barrier()
     status = "failed"
     stop = _StopFlag()
     saved: int | None = None  # the step of the latest checkpoint on disk
     try:
         stop.__enter__()
-        latest = run.latest_checkpoint() if cfg.resume is not None else None
+        latest = dist.broadcast(run.latest_checkpoint() if cfg.resume is not None else None)
         if latest is not None:  # continue exactly: backend (weights, optimizer, RNG), then ours
             tr.backend.load(latest)
             state = json.loads((latest / TRAINER_STATE).read_text(encoding="utf-8"))
@@ -863,7 +915,8 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
             TextColumn("{task.fields[live]}"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, disable=not cfg.progress, transient=False) as progress:
+        show = cfg.progress and dist.is_main
+        with Progress(*columns, disable=not show, transient=False) as progress:
             bar = progress.add_task(cfg.algo, total=steps, completed=tr.step, live="")
             while tr.step < steps:
                 tr.step += 1
@@ -889,9 +942,10 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
             raise
         raise TrainingInterrupted(run.path, stop.signum, saved, aborted=True) from None
     finally:
-        stop.__exit__()
+        stop.closing = True
         run.close(status)
-    if cfg.plot:
+        stop.__exit__()
+    if cfg.plot and dist.is_main:
         from rewardkit.plots import plot_run
 
         plot_run(run.path)
@@ -933,12 +987,16 @@ def _after_step(tr: Trainer, run: Any, steps: int) -> bool:
 def _save_checkpoint(tr: Trainer, run: Any, metric: float | None) -> None:
     """checkpoints/step-N: the backend (weights, optimizer, scheduler, RNG), then ours."""
     state = {"step": tr.step, "best": tr.best, "data": tr.order.state()}
+    dist = tr.backend.dist
 
-    def write(directory: Path) -> None:
-        tr.backend.save(directory)  # first: it may replace the directory
-        (directory / TRAINER_STATE).write_text(json.dumps(state) + "\n", encoding="utf-8")
+    def write(directory: Path | None) -> None:
+        directory = Path(dist.broadcast(None if directory is None else str(directory)))
+        tr.backend.save(directory)  # first: it may replace the directory (all ranks take part)
+        if dist.is_main:
+            (directory / TRAINER_STATE).write_text(json.dumps(state) + "\n", encoding="utf-8")
 
     run.save_checkpoint(tr.step, write, metric=metric, keep_last=tr.cfg.keep_last)
+    dist.barrier()  # the other ranks wait until rank 0 has put it in place
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1011,4 +1069,5 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
     except TrainingInterrupted as exc:  # SIGINT -> 130, SIGTERM -> 143, with how to resume
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(exc.exit_code) from None
-    click.echo(f"run written to {run_dir}", err=True)
+    if os.environ.get("RANK", "0") == "0":  # rank 0 of a multi-process run reports
+        click.echo(f"run written to {run_dir}", err=True)

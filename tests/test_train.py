@@ -170,7 +170,7 @@ def test_data_order_is_seeded_and_resumable():
     ("args", "message"),
     [
         (["--task", "nope"], "unknown task 'nope'; available: speech_translation, spoken_qa"),
-        (["--backend", "nope"], "unknown backend 'nope'; available: hf"),
+        (["--backend", "nope"], "unknown backend 'nope'; available: deepspeed, hf"),
         (["--reward", "nope"], "nope"),
         (["--group-size", "1"], "--group-size must be >= 2"),
         (["--num-iterations", "0"], "--num-iterations (mu) must be >= 1"),
