@@ -286,6 +286,8 @@ def evaluate(
     task_name = cfg.task or run_cfg.get("task", "speech_translation")
     task_cls = registry.get("task", task_name)
     backend_cls = registry.get("backend", cfg.backend or run_cfg.get("backend", "hf"))
+    if cfg.backend is None and getattr(backend_cls, "eval_backend", None):  # e.g. deepspeed -> hf
+        backend_cls = registry.get("backend", backend_cls.eval_backend)
     metrics = parse_metrics(registry, cfg.metrics)  # fail on a typo before data or models load
 
     task_options = cfg.task_options
@@ -438,7 +440,8 @@ def _build_backend(backend_cls: Any, source: ModelSource, device: str) -> Any:
             device=device,
         )
         backend = backend_cls.build(spec, OptimizerConfig())
-        backend.load(source.checkpoint)
+        load = getattr(backend, "load_weights", backend.load)  # no optimizer state needed
+        load(source.checkpoint)
     else:
         light = ModelSpec(source.model, lora_r=0, device=device, extra={"train_lm": False})
         try:

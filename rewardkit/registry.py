@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "comet_reward": "rewardkit.plugins.comet_reward",
     "speech_tasks": "rewardkit.plugins.speech_tasks",
     "hf": "rewardkit.backends.hf",
+    "deepspeed": "rewardkit.backends.deepspeed",
 }
 
 KINDS = ("reward", "backend", "task", "command")

@@ -50,6 +50,7 @@ def test_plugins_json_lists_every_builtin(registry):
         "comet_reward": "ok",
         "speech_tasks": "ok",
         "hf": "ok",
+        "deepspeed": "ok",
     }
     tasks = {row["name"] for row in data["entries"] if row["kind"] == "task"}
     assert tasks == {"speech_translation", "spoken_qa"}
