@@ -8,6 +8,7 @@ turns them into a one-line ``Error: ...`` and exit code 2 (``--debug`` shows the
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -48,13 +49,21 @@ class RewardkitGroup(click.Group):
         except RewardkitError as exc:
             if ctx.meta.get("rewardkit.debug"):
                 raise
-            raise UserError(str(exc)) from exc
+            raise UserError(_rank_prefix() + str(exc)) from exc
         except Exception as exc:
             if ctx.meta.get("rewardkit.debug"):
                 raise
             raise InternalError(
-                f"{type(exc).__name__}: {exc} (run `rewardkit --debug ...` for the traceback)"
+                f"{_rank_prefix()}{type(exc).__name__}: {exc} (run `rewardkit --debug ...` for "
+                "the traceback)"
             ) from exc
+
+
+def _rank_prefix() -> str:
+    """``rank N: `` in a multi-process run (set by torchrun / the deepspeed launcher): the
+    launcher stops every rank when one fails, and this says which one did."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return f"rank {os.environ.get('RANK', '?')}: " if world.isdigit() and int(world) > 1 else ""
 
 
 def build_cli(registry: Registry) -> click.Group:

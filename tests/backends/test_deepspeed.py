@@ -280,3 +280,15 @@ def test_deepspeed_options_need_the_deepspeed_backend():
 
     with pytest.raises(RewardkitError, match="need --backend deepspeed"):
         make_config({"backend": "hf", "zero_stage": 3})
+
+
+def test_errors_name_the_failing_rank(monkeypatch, registry):
+    from click.testing import CliRunner
+
+    from rewardkit.cli import build_cli
+
+    launched(monkeypatch, world=2)
+    monkeypatch.setenv("RANK", "1")
+    result = CliRunner().invoke(build_cli(registry), ["train", "--group-size", "1"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: rank 1: --group-size must be >= 2, got 1"
