@@ -666,6 +666,11 @@ class HFBackend(PolicyBackend):
             inputs["input_features_mask"] = torch.ones(1, n, dtype=torch.bool, device=self.device)
         return inputs
 
+    def prompt_tokens(self, prompts: Sequence[Prompt]) -> list[int]:
+        """Each prompt's length in tokens as the model sees it (template and audio tokens
+        included), e.g. to leave out prompts over a budget."""
+        return [len(e.ids) for e in self._encode(prompts)]
+
     # --- sampling ---
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:

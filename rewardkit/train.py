@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -101,6 +102,7 @@ class TrainConfig:
     batch_size: int = 4  # prompts per step
     grad_accum: int = 1  # micro-batches per step (the prompts are split between them)
     # sampling
+    max_prompt_tokens: int | None = None  # leave out examples whose prompt is longer
     group_size: int = 8
     max_new_tokens: int = 200
     temperature: float = 1.0
@@ -149,6 +151,8 @@ class TrainConfig:
              f"--grad-accum must be between 1 and --batch-size ({self.batch_size}), "
              f"got {self.grad_accum}"),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1,
+             f"--max-prompt-tokens must be >= 1, got {self.max_prompt_tokens}"),
             (self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}"),
             (self.eval_temperature > 0, "--eval-temperature must be > 0"),
@@ -826,6 +830,24 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             f"the {cfg.backend} backend runs one process, but this is rank {env['RANK']} of "
             f"{world}; use --backend deepspeed for multi-process training"
         )
+    dropped = {}
+    if cfg.max_prompt_tokens is not None:  # as verl's filter_overlong_prompts
+        for split, name in ((cfg.train_split, "train"), (cfg.eval_split, "eval")):
+            examples = train_examples if name == "train" else eval_examples
+            kept = _within_prompt_budget(backend, task, examples, cfg.max_prompt_tokens)
+            if not kept:
+                raise RewardkitError(
+                    f"every prompt of the {split} split is longer than --max-prompt-tokens "
+                    f"{cfg.max_prompt_tokens}; raise it"
+                )
+            dropped[f"dropped_{name}_examples"] = len(examples) - len(kept)
+            if len(kept) < len(examples) and backend.dist.is_main:
+                warnings.warn(
+                    f"--max-prompt-tokens {cfg.max_prompt_tokens}: left out "
+                    f"{len(examples) - len(kept)} of {len(examples)} {split} examples",
+                    stacklevel=1,
+                )
+            examples[:] = kept
     loss_fn = PolicyLoss(
         LossConfig(
             loss_type=cfg.loss_type,
@@ -846,7 +868,23 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
         eval_reward=None if cfg.eval_metric == "reward" else registry.build_reward(cfg.eval_metric),
         loss_fn=loss_fn,
         order=DataOrder(len(train_examples), cfg.seed),
+        extra={"dropped": dropped},
     )
+
+
+def _within_prompt_budget(backend: Any, task: Any, examples: list[Any], limit: int) -> list[Any]:
+    """The examples whose prompt (template and audio tokens included) fits ``limit`` tokens."""
+    if not hasattr(backend, "prompt_tokens"):
+        raise RewardkitError(
+            f"the {backend.name} backend cannot measure prompts (no prompt_tokens method), "
+            "which --max-prompt-tokens needs"
+        )
+    kept = []
+    for start in range(0, len(examples), 64):
+        chunk = examples[start : start + 64]
+        lengths = backend.prompt_tokens([task.prompt(e) for e in chunk])
+        kept.extend(e for e, n in zip(chunk, lengths) if n <= limit)
+    return kept
 
 
 def _total_steps(cfg: TrainConfig, num_examples: int) -> int:
@@ -905,8 +943,8 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
             saved = tr.step
             tr.order = DataOrder(len(tr.train_examples), cfg.seed, **state["data"])
         else:
-            run.log(0, {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()},
-                    split="info")  # fmt: skip
+            info = {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()}
+            run.log(0, {**info, **tr.extra["dropped"]}, split="info")
         step_fn = grpo_step if cfg.algo == "grpo" else sft_step
         columns = (
             TextColumn("[bold]{task.description}"),
@@ -1016,6 +1054,7 @@ def _click_options(func: Any) -> Any:
         "task": "Task adapter (speech_translation, spoken_qa, ...).",
         "data": "Data directory, file or hub name (default: the embedded data set).",
         "group_size": "Completions per prompt, G (paper: 8).",
+        "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
         "beta": "KL weight (paper: 0.02).",
         "num_iterations": "Updates per generation, mu.",
         "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",

@@ -463,3 +463,23 @@ def test_imports_stay_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_real_tensorboard_event_files(tmp_path):
+    """tensorboard is a dependency: the events a run writes read back with its own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = make(tmp_path / "run", tensorboard=True)
+    run.log(1, {"loss": 0.5, "reward_mean": 0.25})
+    run.log(2, {"loss": 0.25, "reward_mean": 0.5})
+    run.log(2, {"bleu": 12.5}, split="validation")
+    run.close()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == [
+        "train/loss",
+        "train/reward_mean",
+        "validation/bleu",
+    ]
+    assert [(e.step, e.value) for e in events.Scalars("train/reward_mean")] == [(1, 0.25), (2, 0.5)]
+    assert [(e.step, e.value) for e in events.Scalars("validation/bleu")] == [(2, 12.5)]

@@ -216,3 +216,44 @@ def test_mu_accumulation_and_other_losses(registry, data, tmp_path):
     out = run(registry, data, tmp_path / "masked", steps=1, mask_truncated=True, plot=False)
     (row,) = RunDir(out).read_metrics("train")
     assert row["truncated_fraction"] == 1.0 and row["num_tokens"] == 0 and row["loss"] == 0
+
+
+def test_max_prompt_tokens_leaves_out_longer_prompts(registry, data, tmp_path):
+    """Reference: the backend's own prompt lengths; exactly the longer examples are left out."""
+    from rewardkit.train import build_trainer
+
+    settings = {**TINY, "data": data, "eval_split": "train"}  # the 1-item dev set is longest
+    full = build_trainer(make_config(settings), registry)
+    lengths = full.backend.prompt_tokens([full.task.prompt(e) for e in full.train_examples])
+    limit = sorted(lengths)[len(lengths) // 2]
+    expected = [e.id for e, n in zip(full.train_examples, lengths) if n <= limit]
+    assert 0 < len(expected) < len(lengths)
+    with pytest.warns(UserWarning, match=f"left out {len(lengths) - len(expected)} of"):
+        tr = build_trainer(make_config({**settings, "max_prompt_tokens": limit}), registry)
+    assert [e.id for e in tr.train_examples] == expected
+    assert tr.extra["dropped"]["dropped_train_examples"] == len(lengths) - len(expected)
+    result = cli(registry, "--data", data, "--max-prompt-tokens", "3", "--lora-r", "4")
+    assert result.exit_code == 2
+    assert "is longer than --max-prompt-tokens 3; raise it" in result.output
+
+
+def test_off_policy_k_cycles_through_the_references(registry):
+    """MP-GRPO with K > number of references: member k is reference k mod n."""
+    import torch
+
+    from rewardkit.policy import ModelSpec, OptimizerConfig
+    from rewardkit.train import Trainer, _add_references
+
+    spec = ModelSpec("tiny-voxtral", lora_r=4)
+    backend = registry.get("backend", "hf").build(spec, OptimizerConfig())
+    cfg = make_config({**TINY, "group_size": 5, "off_policy": "reference", "off_policy_k": 3,
+                       "max_new_tokens": 32})  # fmt: skip
+    tr = Trainer(cfg, None, [], [], backend, None, None, None, DataOrder(1, 0))
+    example = type("Example", (), {"id": "x", "references": ("Guten Tag.", "Hallo!")})()
+    ids = torch.zeros(1, 2, 3, dtype=torch.long)
+    out = _add_references(tr, [example], ids, ids.bool(), torch.zeros(1, 2, dtype=torch.bool),
+                          None, [["a", "b"]], 3)  # fmt: skip
+    assert out[4] == [["a", "b", "Guten Tag.", "Hallo!", "Guten Tag."]]
+    decoded = [backend.tokenizer.decode(row[m], skip_special_tokens=True)
+               for row, m in zip(out[0][0, 2:], out[1][0, 2:])]  # fmt: skip
+    assert decoded == ["Guten Tag.", "Hallo!", "Guten Tag."]
