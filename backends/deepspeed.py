@@ -35,18 +35,24 @@ import copy
 import io
 import json
 import os
-import random
 import shutil
 import socket
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import rewardkit
-from rewardkit.backends.hf import BackendError, HFBackend, _load, _replace_dir
+from rewardkit.backends.hf import (
+    BackendError,
+    HFBackend,
+    _load,
+    _replace_dir,
+    rng_state,
+    set_rng_state,
+)
 from rewardkit.distributed import TorchDistributed, launcher_environment
 from rewardkit.errors import RewardkitError
 from rewardkit.policy import Completions, ModelSpec, OptimizerConfig, Prompt, SamplingConfig
@@ -447,7 +453,6 @@ class DeepSpeedBackend(HFBackend):
         trainable tensors and backend.json (and with ``full_model`` the merged model). Staged in
         a temporary directory beside ``directory`` and renamed into place by rank 0."""
         import torch
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         main = self.dist.is_main
@@ -461,23 +466,13 @@ class DeepSpeedBackend(HFBackend):
                 str(tmp), tag=ENGINE_TAG, client_state={"generate_calls": self._generate_calls},
                 save_latest=False,
             )  # fmt: skip
-            torch.save(_rng_state(), tmp / f"rng-rank{self.dist.rank}.pt")
+            torch.save(rng_state(), tmp / f"rng-rank{self.dist.rank}.pt")
             tensors = self._full_trainable()
             merged = self._merged_state() if full_model else None
             if main:
-                save_file(tensors, str(tmp / "trainable.safetensors"), metadata={"format": "pt"})
-                meta = {
-                    "backend": self.name,
-                    "family": self.family,
-                    "spec": asdict(self.spec),
-                    "optimizer": asdict(self.optimizer_config),
-                    "trainable": sorted(tensors),
-                    "zero_stage": self.zero_stage,
-                    "world_size": self.dist.world_size,
-                    "deepspeed_config": self.ds_config,
-                    "rewardkit_version": rewardkit.__version__,
-                }
-                (tmp / "backend.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+                self._write_weights(tmp, tensors, zero_stage=self.zero_stage,
+                                    world_size=self.dist.world_size,
+                                    deepspeed_config=self.ds_config)  # fmt: skip
                 if merged is not None:
                     self._write_full(tmp, merged)
             self.dist.barrier()
@@ -525,8 +520,7 @@ class DeepSpeedBackend(HFBackend):
         if client is None:
             raise BackendError(f"DeepSpeed could not load the checkpoint in {str(directory)!r}")
         self._generate_calls = int(client.get("generate_calls", 0))
-        state = torch.load(directory / f"rng-rank{self.dist.rank}.pt", weights_only=False)
-        _set_rng_state(state)
+        set_rng_state(torch.load(directory / f"rng-rank{self.dist.rank}.pt", weights_only=True))
 
 
 def _to_cpu(c: Completions | None) -> Completions | None:
@@ -534,26 +528,3 @@ def _to_cpu(c: Completions | None) -> Completions | None:
         return None
     return Completions(c.token_ids.cpu(), c.mask.cpu(), c.truncated.cpu(), c.text,
                        None if c.logprobs is None else c.logprobs.cpu())  # fmt: skip
-
-
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])

@@ -890,47 +890,46 @@ class HFBackend(PolicyBackend):
         (``training_state.pt``), ``backend.json``; with ``full_model`` also the merged model,
         tokenizer and processor (``save_pretrained``), so the directory loads as a checkpoint.
         Written to a temporary directory beside ``directory``, then renamed into place."""
-        import numpy as np
         import torch
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
         try:
             tensors = {n: p.detach().contiguous().cpu() for n, p in self._trainable}
-            save_file(tensors, str(tmp / "trainable.safetensors"), metadata={"format": "pt"})
-            np_state = np.random.get_state()
-            rng = {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "python": random.getstate(),
-                "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
-            }
+            self._write_weights(tmp, tensors)
             torch.save(
                 {
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
-                    "rng": rng,
+                    "rng": rng_state(),
                     "generate_calls": self._generate_calls,
                 },
                 tmp / "training_state.pt",
             )
-            meta = {
-                "backend": self.name,
-                "family": self.family,
-                "spec": asdict(self.spec),
-                "optimizer": asdict(self.optimizer_config),
-                "trainable": sorted(tensors),
-                "rewardkit_version": rewardkit.__version__,
-            }
-            (tmp / "backend.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
             if full_model:
                 self._save_full(tmp)
             _replace_dir(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _write_weights(self, directory: Path, tensors: dict[str, Any], **meta: Any) -> None:
+        """``trainable.safetensors`` and ``backend.json`` (with ``meta`` added): the part of a
+        checkpoint that :meth:`load_weights` reads."""
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(directory / "trainable.safetensors"), metadata={"format": "pt"})
+        info = {
+            "backend": self.name,
+            "family": self.family,
+            "spec": asdict(self.spec),
+            "optimizer": asdict(self.optimizer_config),
+            "trainable": sorted(tensors),
+            **meta,
+            "rewardkit_version": rewardkit.__version__,
+        }
+        (directory / "backend.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
     def _save_full(self, directory: Path) -> None:
         import copy
@@ -946,7 +945,6 @@ class HFBackend(PolicyBackend):
 
     def load(self, directory: Path) -> None:
         """Restore trainable tensors, optimizer, scheduler, RNG state and the sampling counter."""
-        import numpy as np
         import torch
 
         directory = Path(directory)
@@ -959,14 +957,7 @@ class HFBackend(PolicyBackend):
         state = torch.load(directory / "training_state.pt", map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        python = rng["python"]
-        random.setstate((python[0], tuple(python[1]), python[2]))
-        kind, keys, *rest = rng["numpy"]
-        np.random.set_state((kind, keys.numpy(), *rest))
+        set_rng_state(state["rng"])
         self._generate_calls = int(state["generate_calls"])
 
     def load_weights(self, directory: Path) -> None:
@@ -991,6 +982,35 @@ class HFBackend(PolicyBackend):
         with torch.no_grad():
             for name, param in self._trainable:
                 param.copy_(tensors[name])
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), Python and NumPy RNG states, in a form ``torch.load`` reads with
+    ``weights_only=True``."""
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+    }
+
+
+def set_rng_state(rng: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    python = rng["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    kind, keys, *rest = rng["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
 
 
 def _base_name(name: str) -> str:
