@@ -361,26 +361,34 @@ class DeepSpeedBackend(HFBackend):
             return unwrap_model_for_generation(self.engine)
         return contextlib.nullcontext()
 
+    @property
+    def _synced(self) -> bool:
+        """ZeRO-3 without gathering: every forward pass is a collective over the ranks."""
+        return self.zero_stage == 3 and not self.spec.extra.get("gather_for_generation", True)
+
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:
+        """This rank samples its shard of ``prompts``; every rank gets all the completions."""
         seed = self.spec.seed + (
             sampling.seed if sampling.seed is not None else self._generate_calls
         )
         self._generate_calls += 1
-        mine = self.dist.shard(len(prompts))
-        synced = self.zero_stage == 3 and not self.spec.extra.get("gather_for_generation", True)
+        mine = list(self.dist.shard(len(prompts)))
+        share = [prompts[i] for i in mine]
+        if self._synced:  # equal forward passes on every rank: pad the shard, drop the padding
+            width = -(-len(prompts) // self.dist.world_size)
+            share += [share[-1] if share else prompts[0]] * (width - len(share))
         local = None
         with self._gathered(for_generation=True):
-            if len(mine):
-                local = self._generate([prompts[i] for i in mine], sampling, seed, mine.start)
-            elif synced:  # every rank must take part in each synced forward pass
-                self._generate([prompts[0]], sampling, seed, 0)
+            if share:
+                first = mine[0] if mine else 0
+                local = _take(self._generate(share, sampling, seed, first), len(mine))
         return self._concat([c for c in self.dist.all_gather(_to_cpu(local)) if c is not None])
 
     def _generate_tokens(self, kwargs: dict[str, Any], config: Any, processors: Any) -> Any:
-        synced = self.zero_stage == 3 and not self.spec.extra.get("gather_for_generation", True)
         return self.model.generate(
-            **kwargs, generation_config=config, logits_processor=processors, synced_gpus=synced
-        )
+            **kwargs, generation_config=config, logits_processor=processors,
+            synced_gpus=self._synced,
+        )  # fmt: skip
 
     def _concat(self, parts: list[Completions]) -> Completions:
         import torch
@@ -521,6 +529,14 @@ class DeepSpeedBackend(HFBackend):
             raise BackendError(f"DeepSpeed could not load the checkpoint in {str(directory)!r}")
         self._generate_calls = int(client.get("generate_calls", 0))
         set_rng_state(torch.load(directory / f"rng-rank{self.dist.rank}.pt", weights_only=True))
+
+
+def _take(c: Completions, n: int) -> Completions | None:
+    """The first ``n`` prompts' completions (None for none)."""
+    if n == 0:
+        return None
+    logprobs = None if c.logprobs is None else c.logprobs[:n]
+    return Completions(c.token_ids[:n], c.mask[:n], c.truncated[:n], c.text[:n], logprobs)
 
 
 def _to_cpu(c: Completions | None) -> Completions | None:

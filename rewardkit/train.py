@@ -91,6 +91,7 @@ class TrainConfig:
     offload_optimizer: bool = False  # optimizer state to CPU (ZeRO 1-3)
     offload_params: bool = False  # parameters to CPU (ZeRO-3)
     fp16: bool = False  # fp16 with loss scaling (deepspeed backend; hf: use bf16)
+    gather_for_generation: bool = True  # ZeRO-3: gather weights to generate (else synced ranks)
     # optimisation
     learning_rate: float = 1e-5
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
@@ -169,8 +170,9 @@ class TrainConfig:
             (self.zero_stage in (None, 0, 1, 2, 3), "--zero-stage must be 0, 1, 2 or 3"),
             (self.backend == "deepspeed" or (self.zero_stage is None and not self.fp16 and
              self.deepspeed_config is None and not self.offload_optimizer and
-             not self.offload_params),
-             "--zero-stage, --deepspeed-config, --offload-* and --fp16 need --backend deepspeed"),
+             not self.offload_params and self.gather_for_generation),
+             "--zero-stage, --deepspeed-config, --offload-*, --fp16 and "
+             "--no-gather-for-generation need --backend deepspeed"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -804,7 +806,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
     if cfg.backend == "deepspeed":
         extra.update(zero_stage=cfg.zero_stage, deepspeed_config=cfg.deepspeed_config,
                      offload_optimizer=cfg.offload_optimizer, offload_params=cfg.offload_params,
-                     fp16=cfg.fp16)  # fmt: skip
+                     fp16=cfg.fp16, gather_for_generation=cfg.gather_for_generation)  # fmt: skip
     backend = backend_cls.build(
         ModelSpec(
             cfg.model,

@@ -122,6 +122,15 @@ def test_two_ranks_zero3_torchrun_match_the_hf_backend(data, hf_run, tmp_path):
     assert proc.stderr.count("run written to") == 1  # rank 0 reports; the other rank is quiet
 
 
+def test_two_ranks_zero3_synced_generation_match_the_hf_backend(data, hf_run, tmp_path):
+    """Without gathering, ranks generate in lockstep; the 1-item validation split leaves rank 1
+    without a prompt of its own (it pads with a copy and drops it)."""
+    out = tmp_path / "run"
+    ok(train(data, out, "--backend=deepspeed", "--zero-stage=3", "--no-gather-for-generation",
+             launcher="torchrun"))  # fmt: skip
+    assert_same_run(out, hf_run)
+
+
 def test_single_process_zero2_matches_the_hf_backend(data, hf_run, tmp_path):
     out = tmp_path / "run"
     ok(train(data, out, "--backend=deepspeed", "--zero-stage=2"))
