@@ -28,7 +28,8 @@ COMMON = [
     "--model=tiny-voxtral", "--lora-r=8", "--task=speech_translation",
     "--steps=12", "--batch-size=4", "--group-size=8", "--max-new-tokens=16", "--eval-interval=4",
     "--eval-examples=16", "--learning-rate=0.01", "--reward=chrf", "--no-progress", "--no-plot",
-    "--no-tensorboard",
+    "--no-tensorboard", "--sft-warmup-steps=0", "--beta=0.02", "--no-eval-greedy",
+    "--eval-metric=reward",
 ]  # fmt: skip
 RUNS = {
     "hf-fp32": ["--backend=hf"],

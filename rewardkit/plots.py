@@ -6,6 +6,10 @@ data exists, atomically (a temporary file renamed into place). Metric names it r
 ``reward_bleu_mean``:
 
 =================  ================================================================================
+curves.png         the run at a glance: the validation metric that selects checkpoints (config
+                   ``eval_metric``: ``reward`` means ``reward_mean``) and the training signal
+                   (``nll`` of SFT steps, ``reward_mean`` of GRPO steps); an SFT warm-up (config
+                   ``sft_warmup_steps``) is shaded and its end marked
 rewards.png        ``reward_mean`` (the total) and ``reward_<component>_mean``, each with its
                    ``..._std`` as a band (plain ``reward_<component>`` works too)
 kl.png             ``kl`` (k3 KL to the reference policy) and ``entropy``, with ``..._std`` bands
@@ -57,6 +61,7 @@ def plot_run(run_dir: Path | str, out_dir: Path | str | None = None) -> list[Pat
     if not rows:
         raise RewardkitError(f"{run.path} has no metrics yet ({METRICS_FILE} is missing or empty)")
     train, validation = _series(rows, "train"), _series(rows, "validation")
+    config = run.config() if run.config_path.is_file() else {}
     out = Path(out_dir) if out_dir is not None else run.path / "plots"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +69,8 @@ def plot_run(run_dir: Path | str, out_dir: Path | str | None = None) -> list[Pat
         raise RewardkitError(f"cannot create the plot directory {out}: {exc.strerror}") from None
 
     name = run.path.resolve().name
-    plots: list[tuple[str, Callable[..., Any], Series]] = [
+    plots: list[tuple[str, Callable[..., Any], Any]] = [
+        ("curves.png", _curves_figure, (train, validation, config)),
         ("rewards.png", _rewards_figure, train),
         ("kl.png", _kl_figure, train),
         ("lengths.png", _lengths_figure, train),
@@ -355,6 +361,44 @@ def _training_figure(series: Series, run: str) -> Any:
     fig, axes = _figure(len(panels), f"Optimisation ({run})")
     for ax, draw in zip(axes, panels):
         draw(ax)
+    return fig
+
+
+def _curves_figure(data: tuple[Series, Series, dict[str, Any]], run: str) -> Any:
+    """Validation metric (left) and training signal (right), the SFT warm-up shaded."""
+    train, validation, config = data
+    metric = str(config.get("eval_metric") or "reward")
+    key = "reward_mean" if metric == "reward" else metric
+    if key not in validation:
+        return None
+    warmup = int(config.get("sft_warmup_steps") or 0) if config.get("algo", "grpo") == "grpo" else 0
+    fig, (left, right) = _figure(2, f"{run}: validation {metric} and training signal", width=5.6)
+    x, y = _xy(validation, key)
+    left.plot(x, y, lw=1.8, marker="o", ms=4, color="C0")
+    for xi, yi in zip(x, y):
+        left.annotate(f"{yi:.3g}", (xi, yi), textcoords="offset points", xytext=(0, 6),
+                      ha="center", fontsize=7)  # fmt: skip
+    sampling = "greedy" if config.get("eval_greedy") else "sampled"
+    _style(left, f"validation {metric} ({sampling})", metric)
+    signals = [(k, label) for k, label in (("nll", "SFT: NLL per token"),
+               ("reward_mean", "GRPO: mean reward")) if k in train]  # fmt: skip
+    twin = None
+    for i, (k, label) in enumerate(signals):
+        ax = right if i == 0 else (twin := right.twinx())
+        ax.set_ylabel(label, color=f"C{i + 1}")
+        _line(ax, *_xy(train, k), color=f"C{i + 1}")
+    _style(right, "training signal", signals[0][1] if signals else "")
+    right.set_ylabel(signals[0][1] if signals else "", color="C1")
+    if twin is not None:
+        twin.set_ylabel(signals[1][1], color="C2")
+    if warmup:
+        for ax in (left, right):
+            ax.axvspan(0, warmup, color="0.5", alpha=0.12, lw=0)
+            ax.axvline(warmup, color="0.3", ls="--", lw=1)
+        left.text(warmup / 2, 0.98, "SFT warm-up", transform=left.get_xaxis_transform(),
+                  ha="center", va="top", fontsize=8)  # fmt: skip
+        left.text(warmup, 0.98, "  GRPO", transform=left.get_xaxis_transform(), ha="left",
+                  va="top", fontsize=8)  # fmt: skip
     return fig
 
 

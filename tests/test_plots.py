@@ -128,3 +128,22 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.output.strip().splitlines() == [
         f"Error: {tmp_path / 'plain'} is not a run directory (no run.json)"
     ]
+
+
+def test_curves_png_shows_the_validation_metric_and_the_warmup(tmp_path: Path) -> None:
+    """curves.png needs the validation metric the config selects with; the training signal is
+    the NLL of SFT warm-up steps and the mean reward of GRPO steps."""
+    config = {"algo": "grpo", "eval_metric": "bleu", "sft_warmup_steps": 20, "eval_greedy": True}
+    with RunDir(tmp_path / "run").create(config, resume=False) as run:
+        for step in range(1, 41):
+            run.log(step, {"nll": 5 - step / 10} if step <= 20 else train_metrics(step))
+            if step % 10 == 0:
+                run.log(step, {"bleu": step / 10, "reward_mean": 0.1}, split="validation")
+    paths = plot_run(tmp_path / "run")
+    assert paths[0].name == "curves.png"
+    assert_pngs(paths[:1], ["curves.png"])
+    # without the selected metric in the validation rows there is no curves.png
+    with RunDir(tmp_path / "other").create({"eval_metric": "chrf"}, resume=False) as run:
+        run.log(1, {"kl": 0.1})
+        run.log(1, {"bleu": 1.0}, split="validation")
+    assert "curves.png" not in [p.name for p in plot_run(tmp_path / "other")]

@@ -4,6 +4,8 @@ and one-line errors. Tiny settings (G = 3, 4 new tokens, a 10-example synthesise
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,10 @@ TINY = dict(
     batch_size=2,
     learning_rate=1e-2,
     reward="chrf",
+    sft_warmup_steps=0,  # explicit small settings, not the default run's
+    beta=0.02,
+    eval_interval=0,
+    eval_metric="reward",
     progress=False,
     tensorboard=False,
 )
@@ -127,11 +133,11 @@ def test_config_file_and_cli_override(registry, data, tmp_path):
     yaml.write_text("train:\n  group_size: 4\n  loss_type: bnpo\n")
     assert load_config(toml) == {"group_size": 5, "beta": 0.1, "reward": "bleu", "steps": 7}
     cfg = make_config(load_config(yaml), {"loss_type": "grpo"})
-    assert (cfg.group_size, cfg.loss_type, cfg.beta) == (4, "grpo", 0.02)
+    assert (cfg.group_size, cfg.loss_type, cfg.beta) == (4, "grpo", 0.0)
     defaults = TrainConfig()
-    assert (defaults.group_size, defaults.beta, defaults.temperature) == (8, 0.02, 1.0)
+    assert (defaults.group_size, defaults.beta, defaults.temperature) == (8, 0.0, 1.0)
     assert (defaults.max_new_tokens, defaults.eval_temperature, defaults.eval_top_p) == (
-        200, 0.9, 0.9,
+        40, 0.9, 0.9,
     )  # fmt: skip
     assert (defaults.loss_type, defaults.scale_rewards, defaults.num_iterations) == (
         "dapo", "group", 1,
@@ -257,3 +263,60 @@ def test_off_policy_k_cycles_through_the_references(registry):
     decoded = [backend.tokenizer.decode(row[m], skip_special_tokens=True)
                for row, m in zip(out[0][0, 2:], out[1][0, 2:])]  # fmt: skip
     assert decoded == ["Guten Tag.", "Hallo!", "Guten Tag."]
+
+
+def test_sft_warmup_then_grpo(registry, data, tmp_path):
+    """Steps 1..N are SFT steps (NLL logged), then GRPO (rewards logged); the end of the
+    warm-up is always evaluated; curves.png marks the boundary."""
+    path = run(registry, data, tmp_path / "run", sft_warmup_steps=2, steps=2, eval_interval=3)
+    rd = RunDir(path)
+    rows = rd.read_metrics("train")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all("nll" in r and "reward_mean" not in r for r in rows[:2])
+    assert all("reward_mean" in r and "nll" not in r for r in rows[2:])
+    assert [r["step"] for r in rd.read_metrics("validation")] == [2, 3, 4]
+    assert (path / "plots" / "curves.png").is_file()
+    # --algo sft has no warm-up: `steps` SFT steps
+    sft = run(registry, data, tmp_path / "sft", algo="sft", sft_warmup_steps=2, steps=1,
+              plot=False)  # fmt: skip
+    assert [r["step"] for r in RunDir(sft).read_metrics("train")] == [1]
+
+
+@pytest.mark.parametrize("stop", [1, 2, 3])
+def test_resume_is_exact_across_the_warmup_boundary(registry, data, tmp_path, stop):
+    """A run stopped after step 1 (in the warm-up), 2 (its last step) or 3 (the first GRPO step)
+    and resumed logs exactly what the uninterrupted run logged."""
+    settings = dict(sft_warmup_steps=2, steps=2, save_interval=1, keep_last=10, plot=False)
+    full = run(registry, data, tmp_path / "full", **settings)
+    part = tmp_path / "part"
+    shutil.copytree(full, part)
+    for checkpoint in RunDir(part).checkpoints():
+        if checkpoint.step > stop:  # as if killed after step `stop` was saved
+            shutil.rmtree(checkpoint.path)
+    result = cli(registry, "--resume", str(part))
+    assert result.exit_code == 0, result.output
+    assert RunDir(part).info()["resumes"][-1]["from_step"] == stop
+    for split in ("train", "validation"):
+        want = [r for r in RunDir(full).read_metrics(split) if r["step"] > stop]
+        got = [r for r in RunDir(part).read_metrics(split) if r["step"] > stop]
+        assert want and comparable(got) == comparable(want), split
+
+
+def test_defaults_are_the_default_run_the_readme_describes():
+    """README's "The default run" spells out `rewardkit train` with explicit options: they give
+    exactly the default config, and the data and reward are the embedded set and BLEU."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The default run", 1)[1].split("\n## ", 1)[0]
+    command = section.split("# the same as `rewardkit train`", 1)[0].rsplit("```bash", 1)[1]
+    args = shlex.split(command.replace("\\\n", " "))
+    assert args[:2] == ["rewardkit", "train"]
+    ctx = train_command.make_context("train", args[2:])
+    given = {k: v for k, v in ctx.params.items() if v is not None and k != "config_file"}
+    assert make_config(given) == TrainConfig()
+    defaults = TrainConfig()
+    assert (defaults.algo, defaults.reward, defaults.data, defaults.task) == (
+        "grpo", "bleu", None, "speech_translation",
+    )  # fmt: skip
+    assert (defaults.data_size, defaults.model, defaults.sft_warmup_steps) == (
+        2000, "tiny-voxtral", 300,
+    )  # fmt: skip

@@ -33,7 +33,8 @@ SETTINGS = [
     "--model=tiny-voxtral", "--lora-r=8", "--task=speech_translation", "--steps=4",
     "--batch-size=2", "--group-size=4", "--max-new-tokens=8", "--eval-interval=2",
     "--eval-examples=4", "--learning-rate=0.01", "--no-progress", "--no-plot",
-    "--no-tensorboard",
+    "--no-tensorboard", "--sft-warmup-steps=0", "--beta=0.02", "--no-eval-greedy",
+    "--eval-metric=reward",
 ]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "REWARDKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}
 for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
