@@ -340,19 +340,18 @@ class DataOrder:
 
 
 def resolve_data(cfg: TrainConfig) -> str:
-    """The data source: ``--data``, or the embedded data set (built when missing)."""
+    """The data source: ``--data``, or the embedded data set of ``data_size`` items, built when
+    missing or of another size (an identical cached set is reused)."""
     if cfg.data is not None:
         return cfg.data
     from rewardkit.speech.make import default_out, make_datasets
 
-    folder = default_out() / cfg.task
-    if not folder.is_dir():
-        if cfg.task not in TASK_DATA:
-            raise RewardkitError(
-                f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
-            )
-        make_datasets(default_out(), size=cfg.data_size, seed=0, task=TASK_DATA[cfg.task])
-    return str(folder)
+    if cfg.task not in TASK_DATA:
+        raise RewardkitError(
+            f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
+        )
+    make_datasets(default_out(), size=cfg.data_size, seed=0, task=TASK_DATA[cfg.task])
+    return str(default_out() / cfg.task)
 
 
 # ---------------------------------------------------------------------------------------------

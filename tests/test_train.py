@@ -320,3 +320,16 @@ def test_defaults_are_the_default_run_the_readme_describes():
     assert (defaults.data_size, defaults.model, defaults.sft_warmup_steps) == (
         2000, "tiny-voxtral", 300,
     )  # fmt: skip
+
+
+def test_embedded_data_follows_data_size(tmp_path, monkeypatch):
+    """The embedded set is built on first use and rebuilt when --data-size changes (a cached
+    set of another size is never used silently)."""
+    from rewardkit.speech import espeak
+    from rewardkit.train import resolve_data
+
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(espeak, "_engine", None)
+    for size in (10, 12, 10):
+        folder = Path(resolve_data(make_config({"data_size": size})))
+        assert len((folder / "train.jsonl").read_text().splitlines()) == size
