@@ -61,6 +61,9 @@ __all__ = ["DeepSpeedBackend", "deepspeed_config"]
 
 ENGINE_TAG = "deepspeed"  # the engine checkpoint's folder inside a rewardkit checkpoint
 DEFAULT_ZERO_STAGE = 2
+#: ZeRO sizes filled from the model's hidden size unless the DeepSpeed config gives them
+BUCKET_KEYS = ("reduce_bucket_size", "stage3_prefetch_bucket_size",
+               "stage3_param_persistence_threshold")  # fmt: skip
 
 
 @rewardkit.hookimpl
@@ -200,6 +203,10 @@ def deepspeed_config(
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
                 "train_batch_size", "gradient_clipping"):  # fmt: skip
         config.setdefault(key, "auto")
+    # DeepSpeed's own bucket defaults (5e8 elements: 1.9 GiB in fp32) outweigh a small model's
+    # partitions; size them from the hidden size unless the config does (benchmarks/)
+    for key in BUCKET_KEYS:
+        zero.setdefault(key, "auto")
     _fill_auto(config, fill, where)
     config.setdefault("steps_per_print", 2**31 - 1)  # rewardkit logs the steps itself
     config.setdefault("zero_allow_untested_optimizer", True)  # torch's AdamW under ZeRO
@@ -288,6 +295,10 @@ class DeepSpeedBackend(HFBackend):
         self.ds_config = deepspeed_config(self.spec, self.optimizer_config, self.dist.world_size,
                                           hidden)  # fmt: skip
         self.zero_stage = int(self.ds_config["zero_optimization"]["stage"])
+        if self.zero_stage == 3 and "shared_prompt" not in self.spec.extra:
+            # the shared-prompt pass runs each LM layer twice per forward, which keeps ZeRO-3's
+            # gathered weights alive until backward ends; the naive pass releases them
+            self.spec = replace(self.spec, extra={**self.spec.extra, "shared_prompt": False})
         opt = self.optimizer_config
         if opt.schedule not in SCHEDULES:
             raise BackendError(f"unknown lr schedule {opt.schedule!r}")

@@ -224,7 +224,12 @@ def test_auto_values_are_filled_from_the_run(tmp_path):
     assert out["train_batch_size"] == 2 * 2 * 2  # micro x accumulation x world
     assert out["gradient_clipping"] == 0.5 and out["bf16"] == {"enabled": False}
     assert out["optimizer"]["params"] == {"lr": 3e-4, "weight_decay": 0.0}
-    assert out["zero_optimization"] == {"stage": 3, "reduce_bucket_size": 64 * 64}
+    assert out["zero_optimization"] == {  # buckets from the hidden size (64) unless given
+        "stage": 3,
+        "reduce_bucket_size": 64 * 64,
+        "stage3_prefetch_bucket_size": int(0.9 * 64 * 64),
+        "stage3_param_persistence_threshold": 10 * 64,
+    }
     # run settings override the file
     assert config({**extra, "zero_stage": 1})["zero_optimization"]["stage"] == 1
 
