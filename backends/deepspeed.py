@@ -284,11 +284,6 @@ class DeepSpeedBackend(HFBackend):
     # HFBackend.__init__ calls _setup_trainable, then _setup_optimizer: the engine is built there.
 
     def _setup_optimizer(self) -> None:
-        import torch
-        from transformers import get_scheduler
-
-        from rewardkit.backends.hf import SCHEDULES
-
         deepspeed = _require_deepspeed()
         self.dist = TorchDistributed()
         hidden = getattr(self._lm_module().config, "hidden_size", None)
@@ -299,27 +294,15 @@ class DeepSpeedBackend(HFBackend):
             # the shared-prompt pass runs each LM layer twice per forward, which keeps ZeRO-3's
             # gathered weights alive until backward ends; the naive pass releases them
             self.spec = replace(self.spec, extra={**self.spec.extra, "shared_prompt": False})
-        opt = self.optimizer_config
-        if opt.schedule not in SCHEDULES:
-            raise BackendError(f"unknown lr schedule {opt.schedule!r}")
-        params = [p for _, p in self._trainable]
-        optimizer = None
-        if "optimizer" not in self.ds_config:
-            optimizer = torch.optim.AdamW(params, lr=opt.learning_rate, betas=opt.betas,
-                                          weight_decay=opt.weight_decay)  # fmt: skip
-
-        def schedule(wrapped: Any) -> Any:
-            return get_scheduler(SCHEDULES[opt.schedule], wrapped,
-                                 num_warmup_steps=opt.warmup_steps,
-                                 num_training_steps=max(opt.total_steps, 1))  # fmt: skip
-
+        # torch's AdamW and the run's schedule, unless the config has its own sections
+        optimizer = None if "optimizer" in self.ds_config else self._adamw()
         where = str(self.spec.extra.get("deepspeed_config") or "deepspeed config")
         try:
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=self.peft or self.model,
-                model_parameters=params,
+                model_parameters=[p for _, p in self._trainable],
                 optimizer=optimizer,
-                lr_scheduler=None if "scheduler" in self.ds_config else schedule,
+                lr_scheduler=None if "scheduler" in self.ds_config else self._schedule,
                 config=self.ds_config,
                 dist_init_required=False,
             )
@@ -379,10 +362,7 @@ class DeepSpeedBackend(HFBackend):
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:
         """This rank samples its shard of ``prompts``; every rank gets all the completions."""
-        seed = self.spec.seed + (
-            sampling.seed if sampling.seed is not None else self._generate_calls
-        )
-        self._generate_calls += 1
+        seed = self._call_seed(sampling)
         mine = list(self.dist.shard(len(prompts)))
         share = [prompts[i] for i in mine]
         if self._synced:  # equal forward passes on every rank: pad the shard, drop the padding

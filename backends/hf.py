@@ -457,7 +457,23 @@ class HFBackend(PolicyBackend):
         return (self.peft or self.model).named_parameters()
 
     def _setup_optimizer(self) -> None:
+        self.optimizer = self._adamw()
+        self.scheduler = self._schedule(self.optimizer)
+
+    def _adamw(self) -> Any:
+        """torch's AdamW over the trainable tensors, as ``optimizer_config`` says."""
         import torch
+
+        opt = self.optimizer_config
+        return torch.optim.AdamW(
+            [p for _, p in self._trainable],
+            lr=opt.learning_rate,
+            betas=opt.betas,
+            weight_decay=opt.weight_decay,
+        )
+
+    def _schedule(self, optimizer: Any) -> Any:
+        """The lr schedule (after warmup) of ``optimizer_config`` over ``optimizer``."""
         from transformers import get_scheduler
 
         opt = self.optimizer_config
@@ -465,15 +481,9 @@ class HFBackend(PolicyBackend):
             raise BackendError(
                 f"unknown lr schedule {opt.schedule!r}; available: {', '.join(SCHEDULES)}"
             )
-        self.optimizer = torch.optim.AdamW(
-            [p for _, p in self._trainable],
-            lr=opt.learning_rate,
-            betas=opt.betas,
-            weight_decay=opt.weight_decay,
-        )
-        self.scheduler = get_scheduler(
+        return get_scheduler(
             SCHEDULES[opt.schedule],
-            self.optimizer,
+            optimizer,
             num_warmup_steps=opt.warmup_steps,
             num_training_steps=max(opt.total_steps, 1),
         )
@@ -677,11 +687,13 @@ class HFBackend(PolicyBackend):
         """G completions per prompt; seeded by ``spec.seed`` + ``sampling.seed``, or + the number
         of earlier calls when ``sampling.seed`` is None. Each completion has its own random
         stream (:class:`_RowSampler`), so it does not depend on the other prompts of the call."""
-        seed = self.spec.seed + (
-            sampling.seed if sampling.seed is not None else self._generate_calls
-        )
+        return self._generate(prompts, sampling, self._call_seed(sampling), first_index=0)
+
+    def _call_seed(self, sampling: SamplingConfig) -> int:
+        """This generate call's seed (and one more call counted)."""
+        step = sampling.seed if sampling.seed is not None else self._generate_calls
         self._generate_calls += 1
-        return self._generate(prompts, sampling, seed, first_index=0)
+        return self.spec.seed + step
 
     def _generate(
         self, prompts: Sequence[Prompt], sampling: SamplingConfig, seed: int, first_index: int
