@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rewardkit.rundir import RunDir
+
 COMMON = [
     "--model=tiny-voxtral", "--lora-r=8", "--task=speech_translation",
     "--steps=12", "--batch-size=4", "--group-size=8", "--max-new-tokens=16", "--eval-interval=4",
@@ -42,14 +44,6 @@ PARITY = ("hf-fp32", "deepspeed-zero3-fp32")
 KEYS = ("step", "reward_mean", "loss", "kl", "grad_norm")
 
 
-def rows(run_dir: Path, split: str) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    return [r for r in lines if r["split"] == split]
-
-
 def run(name: str, data: str, root: Path, device: str) -> dict:
     out = root / name
     cmd = [sys.executable, "-m", "rewardkit", "--debug", "train", f"--device={device}",
@@ -58,7 +52,8 @@ def run(name: str, data: str, root: Path, device: str) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     wall = time.perf_counter() - t0
-    train, val = rows(out, "train"), rows(out, "validation")
+    run_dir = RunDir(out)  # no metrics (a failed run): empty lists
+    train, val = run_dir.read_metrics("train"), run_dir.read_metrics("validation")
     finite = all(math.isfinite(r.get(k, 0.0)) for r in train for k in ("loss", "grad_norm", "kl"))
     return {
         "name": name,

@@ -387,6 +387,15 @@ def _pad_stack(rows: Sequence[Sequence[int]], pad: int) -> tuple[Any, Any]:
     return ids, mask
 
 
+def _micro_batches(rows: list[int], grad_accum: int) -> list[list[int]]:
+    """This rank's prompt rows split into ``grad_accum`` micro-batches (fewer when there are
+    fewer rows): one backward each, as many as ``OptimizerConfig.grad_accum_steps`` says."""
+    import torch
+
+    parts = torch.tensor(rows, dtype=torch.long).tensor_split(grad_accum)
+    return [part.tolist() for part in parts if len(part)]
+
+
 def _stats(prefix: str, values: Any) -> dict[str, float]:
     values = values.float()
     return {
@@ -510,7 +519,7 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     t0 = time.perf_counter()
     tokens = loss_mask(mask.reshape(num_p * num_g, -1), truncated.reshape(-1), cfg.mask_truncated)
     num_tokens_global = int(tokens.sum().item())
-    chunks = [c.tolist() for c in torch.tensor(mine).tensor_split(cfg.grad_accum) if len(c)]
+    chunks = _micro_batches(mine, cfg.grad_accum)
     # dapo divides by num_tokens_global (a share already); the others average the micro-batches
     divide = len(chunks) * backend.dist.world_size if cfg.loss_type != "dapo" else 1
     collected: list[dict[str, float]] = []
@@ -608,7 +617,6 @@ def _add_references(tr, examples, token_ids, mask, truncated, old_logp, texts, k
 
 def sft_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     """Teacher-forced NLL of (prompt, reference) over the step's reference tokens."""
-    import torch
 
     cfg, backend = tr.cfg, tr.backend
     prompts = [tr.task.prompt(e) for e in examples]
@@ -622,8 +630,7 @@ def sft_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     ids, mask = _pad_stack(rows, backend.tokenizer.pad_token_id)
     ids, mask = ids[:, None, :], mask[:, None, :]  # [P, 1, T]
     num_tokens = int(mask.sum().item())
-    mine = list(backend.dist.shard(len(prompts)))  # this rank's share (all in one process)
-    chunks = [c.tolist() for c in torch.tensor(mine).tensor_split(cfg.grad_accum) if len(c)]
+    chunks = _micro_batches(list(backend.dist.shard(len(prompts))), cfg.grad_accum)
     backend.train(True)
     total = 0.0
     for chunk in chunks:

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 
 from rewardkit.errors import RewardkitError
 from rewardkit.policy import ModelSpec, OptimizerConfig
+from rewardkit.rundir import RunDir
 
 RTOL, ATOL = 1e-4, 1e-6  # metrics (loss, kl, grad_norm) vs the hf backend
 # Trained tensors vs the hf backend: 4 AdamW steps at lr 0.01 move a weight by up to 0.04; Adam's
@@ -67,8 +68,7 @@ def ok(proc: subprocess.CompletedProcess) -> None:
 
 
 def metrics(out: Path, split: str = "train") -> list[dict]:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["split"] == split]
+    return RunDir(out).read_metrics(split)
 
 
 def weights(out: Path, step: int = 4) -> dict[str, torch.Tensor]:
