@@ -3,10 +3,11 @@
 Models: ``Qwen2AudioForConditionalGeneration``, ``GraniteSpeechForConditionalGeneration``,
 ``VoxtralForConditionalGeneration`` (detected from ``config.model_type``) and any
 ``AutoModelForCausalLM`` for text-only prompts. ``ModelSpec.model`` is a named tiny spec
-(``tiny`` = ``tiny-qwen2-audio``, ``tiny-granite-speech``, ``tiny-voxtral``; see
-``rewardkit.backends.tiny``), a local directory written by ``save_pretrained`` (with its tokenizer
-and, for speech models, its processor or ``preprocessor_config.json``), or a hub id where a hub
-is reachable (the same code path).
+(``tiny`` = ``tiny-qwen2-audio``, ``tiny-granite-speech``, ``tiny-voxtral``, ``small-voxtral``;
+see ``rewardkit.backends.tiny``), a bundled trained model (``tiny.bundled_models()``, e.g. the
+default run's ``small-voxtral-st``), a local directory written by ``save_pretrained`` (with its
+tokenizer and, for speech models, its processor or ``preprocessor_config.json``), or a hub id
+where a hub is reachable (the same code path).
 
 Prompts. Each prompt's text goes into one user message, audio placeholder first, rendered with
 the tokenizer's chat template; without one: ``"User: {placeholder}{text}\\nAssistant:"`` with the
@@ -235,6 +236,9 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
     if spec.model in tiny.TINY_SPECS:
         parts = tiny.build_tiny(spec.model, seed=spec.seed)
         return parts.model, parts.tokenizer, parts.feature_extractor, parts.family
+    bundled = tiny.bundled_models()
+    if spec.model in bundled:
+        return _load_pretrained(str(bundled[spec.model]))
     path = Path(spec.model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -258,7 +262,7 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
         raise BackendError(f"model directory {spec.model!r} does not exist")
     raise BackendError(
         f"unknown model {spec.model!r}: not a named spec and no such directory; named specs: "
-        f"{', '.join(sorted(tiny.TINY_SPECS))}"
+        f"{', '.join(sorted([*tiny.TINY_SPECS, *bundled]))}"
     )
 
 
@@ -920,7 +924,7 @@ class HFBackend(PolicyBackend):
                 tmp / "training_state.pt",
             )
             if full_model:
-                self._save_full(tmp)
+                self.save_pretrained(tmp)
             _replace_dir(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -943,7 +947,9 @@ class HFBackend(PolicyBackend):
         }
         (directory / "backend.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
-    def _save_full(self, directory: Path) -> None:
+    def save_pretrained(self, directory: Path) -> None:
+        """The policy as a standalone model directory (LoRA merged, tokenizer, audio
+        preprocessing) that ``--model`` and ``from_pretrained`` load."""
         import copy
 
         from rewardkit.backends import tiny

@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "TINY_SIZES",
     "TINY_SPECS",
     "TinyParts",
+    "TinySize",
     "build_tiny",
     "build_tiny_causal_lm",
     "build_tokenizer",
+    "bundled_models",
     "save_preprocessing",
     "save_tiny",
 ]
@@ -46,7 +49,36 @@ TINY_SPECS: dict[str, str] = {
     "tiny-qwen2-audio": "qwen2_audio",
     "tiny-granite-speech": "granite_speech",
     "tiny-voxtral": "voxtral",
+    "small-voxtral": "voxtral",
 }
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """Layer sizes of a named spec. LM: 4 heads (2 KV heads), MLP 2x hidden; Whisper-style
+    encoder: a head per 32 channels (at least 2), MLP 4x hidden."""
+
+    lm_hidden: int = 64
+    lm_layers: int = 2
+    encoder_hidden: int = 32
+    encoder_layers: int = 1
+
+
+#: Specs larger than the test size: ``small-voxtral`` (1.0M parameters) is the default run's
+#: model, big enough to learn word recognition from the embedded speech in minutes on a CPU.
+TINY_SIZES: dict[str, TinySize] = {"small-voxtral": TinySize(128, 3, 96, 2)}
+
+
+def bundled_models() -> dict[str, Path]:
+    """Trained models shipped in the package (``rewardkit/data/models/<name>``, each a
+    ``save_pretrained`` directory whose README.md gives the command that made it)."""
+    import rewardkit
+
+    root = Path(rewardkit.__file__).resolve().parent / "data" / "models"
+    if not root.is_dir():
+        return {}
+    return {d.name: d for d in sorted(root.iterdir()) if (d / "config.json").is_file()}
+
 
 VOCAB_SIZE = 1024
 N_MELS = 32
@@ -223,16 +255,18 @@ def _whisper_features(chunk_seconds: int) -> Any:
     )
 
 
-def _lm_config(model_type: str, vocab_size: int, tokenizer: Any, **extra: Any) -> dict[str, Any]:
+def _lm_config(
+    model_type: str, vocab_size: int, tokenizer: Any, size: TinySize = TinySize(), **extra: Any
+) -> dict[str, Any]:
     return {
         "model_type": model_type,
         "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
+        "hidden_size": size.lm_hidden,
+        "intermediate_size": 2 * size.lm_hidden,
+        "num_hidden_layers": size.lm_layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "head_dim": 16,
+        "head_dim": size.lm_hidden // 4,
         "max_position_embeddings": 512,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
@@ -256,6 +290,7 @@ def build_tiny(name: str, seed: int = 0) -> TinyParts:
     import torch
 
     family = TINY_SPECS[name]
+    size = TINY_SIZES.get(name, TinySize())
     tokenizer = build_tokenizer(family)
     vocab = len(tokenizer)
     torch.manual_seed(seed)
@@ -285,14 +320,14 @@ def build_tiny(name: str, seed: int = 0) -> TinyParts:
             audio_config={
                 "model_type": "voxtral_encoder",
                 "num_mel_bins": N_MELS,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "hidden_size": 32,
-                "intermediate_size": 128,  # 4 * hidden: the projector stacks 4 frames
+                "num_hidden_layers": size.encoder_layers,
+                "num_attention_heads": max(2, size.encoder_hidden // 32),
+                "hidden_size": size.encoder_hidden,
+                "intermediate_size": 4 * size.encoder_hidden,  # the projector stacks 4 frames
                 "max_source_positions": MAX_SOURCE_POSITIONS,
                 "vocab_size": 8,
             },
-            text_config=_lm_config("llama", vocab, tokenizer, rope_theta=10000.0),
+            text_config=_lm_config("llama", vocab, tokenizer, size, rope_theta=10000.0),
             audio_token_id=tokenizer.convert_tokens_to_ids("[AUDIO]"),
         )
         model = VoxtralForConditionalGeneration(config)

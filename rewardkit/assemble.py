@@ -459,7 +459,7 @@ def _parameter_counts(model: Any) -> dict[str, int]:
 
 @click.group("model")
 def model_group() -> None:
-    """Build speech-aware models from pretrained parts."""
+    """Build speech-aware models from pretrained parts, or export a trained one."""
 
 
 @model_group.command("assemble")

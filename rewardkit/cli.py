@@ -21,7 +21,7 @@ import click
 from rewardkit import __version__
 from rewardkit.assemble import model_group
 from rewardkit.errors import RewardkitError
-from rewardkit.evaluate import eval_command
+from rewardkit.evaluate import eval_command, export_command
 from rewardkit.plots import plot_command
 from rewardkit.registry import Registry, load_registry
 from rewardkit.speech.make import data_group
@@ -88,6 +88,7 @@ def build_cli(registry: Registry) -> click.Group:
     cli.add_command(plugins_command)
     cli.add_command(score_command)
     cli.add_command(bench_command)
+    model_group.add_command(export_command)
     cli.add_command(model_group)
     cli.add_command(data_group)
     cli.add_command(plot_command)

@@ -435,6 +435,7 @@ def _build_backend(backend_cls: Any, source: ModelSource, device: str) -> Any:
             cfg["model"],
             lora_r=int(cfg.get("lora_r", 8)),
             lora_alpha=int(cfg.get("lora_alpha", 16)),
+            train_encoder=bool(cfg.get("train_encoder", False)),
             bf16=bool(cfg.get("bf16", False)),
             seed=int(cfg.get("seed", 0)),
             device=device,
@@ -632,6 +633,57 @@ def eval_command(registry: Any, **options: Any) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# rewardkit model export
+
+
+def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = False) -> Path:
+    """Write a run's best checkpoint (or the given checkpoint) as a standalone model directory:
+    the policy with LoRA merged, its tokenizer and audio preprocessing (``save_pretrained``).
+    Written beside ``out`` and renamed into place."""
+    import shutil
+    import tempfile
+
+    source = resolve_model(source_spec)
+    if source.checkpoint is None:
+        raise RewardkitError(
+            f"{source_spec} is not a run or a checkpoint inside one; export takes what "
+            "`rewardkit train` wrote (a model directory is already exported)"
+        )
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise RewardkitError(f"{out} exists; give --overwrite to replace it")
+    backend = _build_backend(registry.get("backend", "hf"), source, "cpu")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as exc:
+        raise RewardkitError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
+    try:
+        backend.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return source.checkpoint
+
+
+@click.command("export")
+@click.argument("source")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Directory to write the model to."
+)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.pass_obj
+def export_command(registry: Any, source: str, out: Path, overwrite: bool) -> None:
+    """Export a training run (its best checkpoint, else its latest) or one of its checkpoints as
+    a standalone model directory that --model and from_pretrained load."""
+    checkpoint = export_model(source, out, registry, overwrite)
+    click.echo(f"wrote {out} (from {checkpoint})", err=True)
+
+
 __all__ = [
     "EvalConfig",
     "EvalResult",
@@ -639,6 +691,8 @@ __all__ = [
     "aggregate",
     "eval_command",
     "evaluate",
+    "export_command",
+    "export_model",
     "markdown",
     "parse_metrics",
     "resolve_model",

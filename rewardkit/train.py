@@ -91,6 +91,7 @@ class TrainConfig:
     model: str = "tiny-voxtral"
     lora_r: int = 0  # 0: full fine-tuning (the tiny default); LoRA rank otherwise
     lora_alpha: int = 16
+    train_encoder: bool = False  # also train the audio encoder (the projector is always trained)
     device: str = "cpu"
     bf16: bool = False
     # the deepspeed backend
@@ -828,6 +829,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             cfg.model,
             lora_r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
+            train_encoder=cfg.train_encoder,
             bf16=cfg.bf16,
             seed=cfg.seed,
             device=cfg.device,
@@ -1088,6 +1090,7 @@ def _click_options(func: Any) -> Any:
         "group_size": "Completions per prompt, G (paper: 8).",
         "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
         "beta": "KL weight (paper: 0.02).",
+        "train_encoder": "Also train the audio encoder (default: projector and LM only).",
         "num_iterations": "Updates per generation, mu.",
         "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",
         "eval_metric": "Validation metric for the best checkpoint: reward or a reward name.",

@@ -161,3 +161,31 @@ def test_errors_are_one_line(registry, data, run_dir, tmp_path, monkeypatch):
     with pytest.raises(RewardkitError, match="--runs"):
         EvalConfig(model="tiny-voxtral", runs=0)
     assert not (tmp_path / "x").exists()
+
+
+def test_export_writes_a_model_that_generates_like_the_run(registry, data, run_dir, tmp_path):
+    """`rewardkit model export RUN --out DIR` writes the best checkpoint with LoRA merged as a
+    save_pretrained directory; greedy generations from it equal the run's own."""
+    out = tmp_path / "exported"
+    result = CliRunner().invoke(
+        build_cli(registry), ["model", "export", str(run_dir), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and (out / "preprocessor_config.json").is_file()
+    assert not (out / "trainable.safetensors").exists()  # a model, not a training checkpoint
+    hyps = []
+    for model in (str(run_dir), str(out)):
+        where = tmp_path / f"eval{len(hyps)}"
+        cfg = EvalConfig(model=model, data=data, greedy=True, metrics="bleu",
+                         output_dir=str(where), **FAST)  # fmt: skip
+        evaluate(cfg, registry)
+        hyps.append([g["hypotheses"] for g in read_outputs(where)[1]])
+    assert hyps[0] == hyps[1]
+    again = CliRunner().invoke(
+        build_cli(registry), ["model", "export", str(run_dir), "--out", str(out)]
+    )
+    assert again.exit_code == 2 and "exists; give --overwrite" in again.output
+    plain = CliRunner().invoke(
+        build_cli(registry), ["model", "export", "tiny-voxtral", "--out", str(tmp_path / "x")]
+    )
+    assert plain.exit_code == 2 and "not a run or a checkpoint" in plain.output

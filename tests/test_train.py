@@ -243,6 +243,19 @@ def test_max_prompt_tokens_leaves_out_longer_prompts(registry, data, tmp_path):
     assert "is longer than --max-prompt-tokens 3; raise it" in result.output
 
 
+def test_train_encoder_adds_the_audio_encoder_to_the_trainable_set(registry, data):
+    """Default: projector + LM (LoRA) only; --train-encoder trains the whole encoder too."""
+    from rewardkit.train import build_trainer
+
+    settings = {**TINY, "data": data}
+    off = build_trainer(make_config(settings), registry).backend.trainable_parameters()
+    on = build_trainer(make_config({**settings, "train_encoder": True}), registry)
+    counts = on.backend.trainable_parameters()
+    assert off["encoder"] == 0 and counts["encoder"] > 0
+    assert counts["trainable"] == off["trainable"] + counts["encoder"]
+    assert on.cfg.train_encoder and "--train-encoder" in cli(registry, "--help").output
+
+
 def test_off_policy_k_cycles_through_the_references(registry):
     """MP-GRPO with K > number of references: member k is reference k mod n."""
     import torch

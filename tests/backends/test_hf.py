@@ -282,6 +282,37 @@ def test_saved_tiny_directory_loads_like_the_named_spec(name, tmp_path):
     assert torch.equal(named.logprobs(prompts, ids, mask), loaded.logprobs(prompts, ids, mask))
 
 
+def test_spec_sizes():
+    """The test specs keep their sizes (LM hidden 64 x 2 layers, encoder 32 x 1); small-voxtral
+    takes its sizes from TINY_SIZES, with the same head and MLP rules."""
+    small = tiny.build_tiny("small-voxtral").model.config
+    test = tiny.build_tiny("tiny-voxtral").model.config
+    for config, size in ((test, tiny.TinySize()), (small, tiny.TINY_SIZES["small-voxtral"])):
+        lm, enc = config.text_config, config.audio_config
+        assert (lm.hidden_size, lm.num_hidden_layers, lm.intermediate_size, lm.head_dim) == (
+            size.lm_hidden, size.lm_layers, 2 * size.lm_hidden, size.lm_hidden // 4,
+        )  # fmt: skip
+        assert (enc.hidden_size, enc.num_hidden_layers, enc.intermediate_size) == (
+            size.encoder_hidden, size.encoder_layers, 4 * size.encoder_hidden,
+        )  # fmt: skip
+    assert (test.text_config.hidden_size, test.audio_config.hidden_size) == (64, 32)
+
+
+@pytest.mark.parametrize("name", sorted(tiny.bundled_models()))
+def test_bundled_model_loads_by_name_with_its_spec_architecture(name):
+    """A bundled model is a save_pretrained directory of a named spec's architecture (the
+    README next to it gives the spec and the command that trained it)."""
+    directory = tiny.bundled_models()[name]
+    spec = (directory / "README.md").read_text(encoding="utf-8").split("--model ", 1)[1].split()[0]
+    backend = build(name, lora_r=0)
+    shapes = {n: p.shape for n, p in backend.model.state_dict().items()}
+    assert shapes == {n: p.shape for n, p in tiny.build_tiny(spec).model.state_dict().items()}
+    loaded = build(str(directory), lora_r=0)
+    prompts = prompts_for(backend)
+    ids, mask = fixed_completions(backend, len(prompts))
+    assert torch.equal(backend.logprobs(prompts, ids, mask), loaded.logprobs(prompts, ids, mask))
+
+
 def test_load_rejects_a_checkpoint_of_another_spec(tmp_path):
     build("tiny", lora_r=4).save(tmp_path / "a")
     with pytest.raises(BackendError, match="does not match this model spec"):
