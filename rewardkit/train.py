@@ -130,7 +130,7 @@ class TrainConfig:
     off_policy: Literal["none", "reference"] = "none"
     off_policy_k: int = 1
     # evaluation and checkpoints
-    eval_interval: int = 50  # 0: only at the end (and at the end of an SFT warm-up)
+    eval_interval: int = 50  # also at step 0; 0: only at the end (and of an SFT warm-up)
     eval_metric: str = "bleu"  # "reward" (mean validation reward) or a reward name (corpus)
     eval_examples: int | None = None  # first N validation examples (all by default)
     eval_temperature: float = 0.9
@@ -971,6 +971,10 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         else:
             info = {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()}
             run.log(0, {**info, **tr.extra["dropped"]}, split="info")
+            if cfg.eval_interval > 0:  # where the curves start (not a checkpoint)
+                metrics, rows = evaluate(tr)
+                run.log(0, metrics, split="validation")
+                run.log_samples(0, rows)
         step_fn = grpo_step if cfg.algo == "grpo" else sft_step
         warmup = _warmup_steps(cfg)
         columns = (

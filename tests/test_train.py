@@ -81,11 +81,12 @@ def test_grpo_run_writes_metrics_checkpoints_plots(registry, data, tmp_path):
         "time_train",
     ):  # fmt: skip
         assert key in train_rows[0], key
-    assert [r["step"] for r in rd.read_metrics("validation")] == [2, 3]
+    # validation also at step 0 (the starting model, where the curves begin), not a checkpoint
+    assert [r["step"] for r in rd.read_metrics("validation")] == [0, 2, 3]
     assert [c.step for c in rd.checkpoints()] == [2, 3]
     assert rd.best_checkpoint() is not None
     assert json.loads((rd.latest_checkpoint() / "trainer_state.json").read_text())["step"] == 3
-    assert rd.sample_steps() == [2, 3]
+    assert rd.sample_steps() == [0, 2, 3]
     assert (path / "plots" / "rewards.png").is_file()
     assert (path / "plots" / "validation.png").is_file()
     assert rd.info()["status"] == "completed"
@@ -287,7 +288,7 @@ def test_sft_warmup_then_grpo(registry, data, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all("nll" in r and "reward_mean" not in r for r in rows[:2])
     assert all("reward_mean" in r and "nll" not in r for r in rows[2:])
-    assert [r["step"] for r in rd.read_metrics("validation")] == [2, 3, 4]
+    assert [r["step"] for r in rd.read_metrics("validation")] == [0, 2, 3, 4]
     assert (path / "plots" / "curves.png").is_file()
     # --algo sft has no warm-up: `steps` SFT steps
     sft = run(registry, data, tmp_path / "sft", algo="sft", sft_warmup_steps=2, steps=1,
