@@ -661,6 +661,10 @@ def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = F
         raise RewardkitError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
     try:
         backend.save_pretrained(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in (tmp, *tmp.iterdir()):  # mkdtemp makes 0700: give what the umask allows
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -303,7 +303,9 @@ def test_bundled_model_loads_by_name_with_its_spec_architecture(name):
     """A bundled model is a save_pretrained directory of a named spec's architecture (the
     README next to it gives the spec and the command that trained it)."""
     directory = tiny.bundled_models()[name]
-    spec = (directory / "README.md").read_text(encoding="utf-8").split("--model ", 1)[1].split()[0]
+    readme = (directory / "README.md").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.startswith("rewardkit train"))
+    spec = command.split("--model ", 1)[1].split()[0]
     backend = build(name, lora_r=0)
     shapes = {n: p.shape for n, p in backend.model.state_dict().items()}
     assert shapes == {n: p.shape for n, p in tiny.build_tiny(spec).model.state_dict().items()}
