@@ -31,6 +31,7 @@ TINY = dict(
     max_new_tokens=4,
     batch_size=2,
     learning_rate=1e-2,
+    lr_schedule="constant",  # a resume that extends --steps continues the same schedule
     reward="chrf",
     sft_warmup_steps=0,  # explicit small settings, not the default run's
     beta=0.02,
@@ -134,9 +135,9 @@ def test_config_file_and_cli_override(registry, data, tmp_path):
     yaml.write_text("train:\n  group_size: 4\n  loss_type: bnpo\n")
     assert load_config(toml) == {"group_size": 5, "beta": 0.1, "reward": "bleu", "steps": 7}
     cfg = make_config(load_config(yaml), {"loss_type": "grpo"})
-    assert (cfg.group_size, cfg.loss_type, cfg.beta) == (4, "grpo", 0.0)
+    assert (cfg.group_size, cfg.loss_type, cfg.beta) == (4, "grpo", 0.02)
     defaults = TrainConfig()
-    assert (defaults.group_size, defaults.beta, defaults.temperature) == (8, 0.0, 1.0)
+    assert (defaults.group_size, defaults.beta, defaults.temperature) == (8, 0.02, 0.7)
     assert (defaults.max_new_tokens, defaults.eval_temperature, defaults.eval_top_p) == (
         40, 0.9, 0.9,
     )  # fmt: skip
@@ -332,7 +333,7 @@ def test_defaults_are_the_default_run_the_readme_describes():
         "grpo", "bleu", None, "speech_translation",
     )  # fmt: skip
     assert (defaults.data_size, defaults.model, defaults.sft_warmup_steps) == (
-        2000, "tiny-voxtral", 300,
+        2000, "small-voxtral-st", 0,
     )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ TINY = dict(
     max_new_tokens=4,
     batch_size=2,
     learning_rate=1e-2,
+    lr_schedule="constant",  # a resume that extends --steps continues the same schedule
     reward="chrf",
     sft_warmup_steps=0,  # explicit small settings, not the default run's
     beta=0.02,

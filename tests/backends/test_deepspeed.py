@@ -33,7 +33,8 @@ WEIGHTS_ATOL = 1e-4
 SETTINGS = [
     "--model=tiny-voxtral", "--lora-r=8", "--task=speech_translation", "--steps=4",
     "--batch-size=2", "--group-size=4", "--max-new-tokens=8", "--eval-interval=2",
-    "--eval-examples=4", "--learning-rate=0.01", "--no-progress", "--no-plot",
+    "--eval-examples=4", "--learning-rate=0.01", "--lr-schedule=constant", "--no-progress",
+    "--no-plot",
     "--no-tensorboard", "--sft-warmup-steps=0", "--beta=0.02", "--no-eval-greedy",
     "--eval-metric=reward",
 ]  # fmt: skip
