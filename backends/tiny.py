@@ -64,8 +64,8 @@ class TinySize:
     encoder_layers: int = 1
 
 
-#: Specs larger than the test size: ``small-voxtral`` (1.0M parameters) is the default run's
-#: model, big enough to learn word recognition from the embedded speech in minutes on a CPU.
+#: Specs larger than the test size: ``small-voxtral`` (1.0M parameters) is the architecture of
+#: the bundled warm start ``small-voxtral-st`` that the default run trains.
 TINY_SIZES: dict[str, TinySize] = {"small-voxtral": TinySize(128, 3, 96, 2)}
 
 

@@ -665,9 +665,13 @@ def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = F
         os.umask(umask)
         for path in (tmp, *tmp.iterdir()):  # mkdtemp makes 0700: give what the umask allows
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        if out.exists():  # moved aside first, so a crash never leaves no model at all
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

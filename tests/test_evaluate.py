@@ -185,6 +185,11 @@ def test_export_writes_a_model_that_generates_like_the_run(registry, data, run_d
         build_cli(registry), ["model", "export", str(run_dir), "--out", str(out)]
     )
     assert again.exit_code == 2 and "exists; give --overwrite" in again.output
+    replaced = CliRunner().invoke(
+        build_cli(registry), ["model", "export", str(run_dir), "--out", str(out), "--overwrite"]
+    )
+    assert replaced.exit_code == 0 and (out / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     plain = CliRunner().invoke(
         build_cli(registry), ["model", "export", "tiny-voxtral", "--out", str(tmp_path / "x")]
     )
