@@ -176,7 +176,10 @@ def test_second_sigint_aborts_keeping_checkpoints(registry, data, tmp_path):
     time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    # 130 = 128 + SIGINT. If the step in progress ends inside those 20 ms, the second signal
+    # lands after the run has stopped and restored Python's handler, and the process dies of
+    # SIGINT instead (-2 here; shells report that as 130 too): the same outcome for the user.
+    assert proc.returncode in (130, -signal.SIGINT), stderr
     assert f"rewardkit train --resume {out}" in stderr
     assert RunDir(out).info()["status"] == "interrupted"
     assert_checkpoints_complete(out)
