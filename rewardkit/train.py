@@ -945,6 +945,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         registry = load_registry()
     if cfg.resume is not None:
         cfg = replace(cfg, output_dir=cfg.resume)
+        _warn_if_the_schedule_stretches(cfg)
     if cfg.output_dir is None:
         cfg = replace(cfg, output_dir=f"runs/{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     tr = build_trainer(cfg, registry)
@@ -1022,6 +1023,23 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
 
         plot_run(run.path)
     return run.path
+
+
+def _warn_if_the_schedule_stretches(cfg: TrainConfig) -> None:
+    """Resuming with other --steps/--epochs is allowed; a non-constant lr schedule then spans
+    the new length, so the lr from the resumed step on is not the original run's."""
+    stored_path = Path(cfg.output_dir or "") / "config.json"
+    if cfg.lr_schedule == "constant" or not stored_path.is_file():
+        return
+    stored = json.loads(stored_path.read_text(encoding="utf-8"))
+    changed = [f"--{key} {getattr(cfg, key)} (the run had {stored.get(key)})"
+               for key in ("steps", "epochs") if stored.get(key) != getattr(cfg, key)]  # fmt: skip
+    if changed:
+        warnings.warn(
+            f"resuming with {' and '.join(changed)}: the {cfg.lr_schedule} lr schedule now spans "
+            "the new length, so the lr from here on differs from the original plan",
+            stacklevel=3,
+        )
 
 
 def _phase(cfg: TrainConfig, step: int) -> str:

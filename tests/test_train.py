@@ -128,6 +128,16 @@ def test_resume_continues_exactly(registry, data, tmp_path):
     assert any(r["grad_norm"] > 0 for r in full.read_metrics("train"))
 
 
+def test_resume_with_more_steps_warns_when_the_schedule_stretches(registry, data, tmp_path):
+    """A cosine schedule spans --steps: extending a run on resume changes the lr from there on,
+    so it warns (a constant schedule continues unchanged, silently)."""
+    part = run(registry, data, tmp_path / "part", steps=2, lr_schedule="cosine", plot=False)
+    cfg = make_config(RunDir(part).config(), {"resume": str(part), "steps": 3})
+    with pytest.warns(UserWarning, match="cosine lr schedule now spans the new length"):
+        train(cfg, registry)
+    assert [r["step"] for r in RunDir(part).read_metrics("train")] == [1, 2, 3]
+
+
 def test_config_file_and_cli_override(registry, data, tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('group-size = 5\nbeta = 0.1\nreward = "bleu"\nsteps = 7\n')
