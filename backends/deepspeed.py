@@ -49,13 +49,13 @@ from rewardkit.backends.hf import (
     BackendError,
     HFBackend,
     _load,
-    _replace_dir,
     rng_state,
     set_rng_state,
 )
 from rewardkit.distributed import TorchDistributed, launcher_environment
 from rewardkit.errors import RewardkitError
 from rewardkit.policy import Completions, ModelSpec, OptimizerConfig, Prompt, SamplingConfig
+from rewardkit.textio import replace_dir
 
 __all__ = ["DeepSpeedBackend", "deepspeed_config"]
 
@@ -476,7 +476,7 @@ class DeepSpeedBackend(HFBackend):
                     self._write_full(tmp, merged)
             self.dist.barrier()
             if main:
-                _replace_dir(tmp, directory)
+                replace_dir(tmp, directory)
             self.dist.barrier()
         except BaseException:
             if main:

@@ -76,6 +76,7 @@ from rewardkit.policy import (
     Prompt,
     SamplingConfig,
 )
+from rewardkit.textio import replace_dir
 
 if TYPE_CHECKING:
     pass
@@ -925,7 +926,7 @@ class HFBackend(PolicyBackend):
             )
             if full_model:
                 self.save_pretrained(tmp)
-            _replace_dir(tmp, directory)
+            replace_dir(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -1035,15 +1036,3 @@ def _base_name(name: str) -> str:
     """A parameter's name in the plain transformers model (PEFT prefixes and wrappers removed)."""
     name = name.removeprefix("base_model.model.")
     return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
-
-
-def _replace_dir(tmp: Path, directory: Path) -> None:
-    """Move ``tmp`` to ``directory``, replacing an existing one (os.replace cannot replace a
-    non-empty directory: the old one is renamed aside first, then removed)."""
-    if directory.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-        os.replace(directory, old / directory.name)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, directory)

@@ -644,6 +644,8 @@ def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = F
     import shutil
     import tempfile
 
+    from rewardkit.textio import replace_dir
+
     source = resolve_model(source_spec)
     if source.checkpoint is None:
         raise RewardkitError(
@@ -665,13 +667,7 @@ def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = F
         os.umask(umask)
         for path in (tmp, *tmp.iterdir()):  # mkdtemp makes 0700: give what the umask allows
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-        if out.exists():  # moved aside first, so a crash never leaves no model at all
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

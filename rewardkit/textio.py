@@ -65,6 +65,22 @@ def write_atomic(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
+def replace_dir(tmp: Path, directory: Path) -> None:
+    """Move the finished directory ``tmp`` to ``directory``, replacing an existing one: the old
+    one is renamed aside first (os.replace cannot replace a non-empty directory), then removed,
+    so a crash never leaves neither."""
+    import shutil
+    import tempfile
+
+    if directory.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+        os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside ``path`` durable (where the platform allows fsync on directories)."""
     try:
