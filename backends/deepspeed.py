@@ -492,13 +492,9 @@ class DeepSpeedBackend(HFBackend):
     def _write_full(self, directory: Path, state: dict[str, Any]) -> None:
         import copy as _copy
 
-        from rewardkit.backends import tiny
-
         clone = _copy.deepcopy(self.peft or self.model)
         clone.load_state_dict(state, strict=False, assign=True)
-        merged = clone.merge_and_unload() if self.peft is not None else clone
-        merged.save_pretrained(directory)
-        tiny.save_preprocessing(self.family, self.tokenizer, self.feature_extractor, directory)
+        self._write_pretrained(clone, directory)
 
     def load(self, directory: Path) -> None:
         """Restore the engine (weights, optimizer, scheduler), this rank's RNG state and the

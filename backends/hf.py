@@ -953,12 +953,15 @@ class HFBackend(PolicyBackend):
         preprocessing) that ``--model`` and ``from_pretrained`` load."""
         import copy
 
+        module = copy.deepcopy(self.peft) if self.peft is not None else self.model
+        self._write_pretrained(module, directory)
+
+    def _write_pretrained(self, module: Any, directory: Path) -> None:
+        """Save ``module`` (this policy's model, or a copy of its PEFT wrapper, which is merged
+        in place) with the tokenizer and audio preprocessing."""
         from rewardkit.backends import tiny
 
-        if self.peft is not None:
-            merged = copy.deepcopy(self.peft).merge_and_unload()
-        else:
-            merged = self.model
+        merged = module.merge_and_unload() if self.peft is not None else module
         merged.save_pretrained(directory)
         tiny.save_preprocessing(self.family, self.tokenizer, self.feature_extractor, directory)
 

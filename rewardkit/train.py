@@ -974,9 +974,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
             info = {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()}
             run.log(0, {**info, **tr.extra["dropped"]}, split="info")
             if cfg.eval_interval > 0:  # where the curves start (not a checkpoint)
-                metrics, rows = evaluate(tr)
-                run.log(0, metrics, split="validation")
-                run.log_samples(0, rows)
+                _validate(tr, run)
         step_fn = grpo_step if cfg.algo == "grpo" else sft_step
         warmup = _warmup_steps(cfg)
         columns = (
@@ -1028,10 +1026,12 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
 def _warn_if_the_schedule_stretches(cfg: TrainConfig) -> None:
     """Resuming with other --steps/--epochs is allowed; a non-constant lr schedule then spans
     the new length, so the lr from the resumed step on is not the original run's."""
-    stored_path = Path(cfg.output_dir or "") / "config.json"
-    if cfg.lr_schedule == "constant" or not stored_path.is_file():
+    from rewardkit.rundir import RunDir
+
+    run = RunDir(cfg.output_dir or "")
+    if cfg.lr_schedule == "constant" or not run.config_path.is_file():
         return
-    stored = json.loads(stored_path.read_text(encoding="utf-8"))
+    stored = run.config()  # a damaged file is a one-line error here, as in RunDir.create
     changed = [f"--{key} {getattr(cfg, key)} (the run had {stored.get(key)})"
                for key in ("steps", "epochs") if stored.get(key) != getattr(cfg, key)]  # fmt: skip
     if changed:
@@ -1068,15 +1068,20 @@ def _after_step(tr: Trainer, run: Any, steps: int) -> bool:
     save_now = evaluate_now or (cfg.save_interval > 0 and step % cfg.save_interval == 0)
     metric = None
     if evaluate_now:
-        metrics, rows = evaluate(tr)
-        run.log(step, metrics, split="validation")
-        run.log_samples(step, rows)
-        metric = _selection_value(cfg, metrics)
+        metric = _selection_value(cfg, _validate(tr, run))
         if tr.best is None or metric > tr.best:
             tr.best = metric
     if save_now:
         _save_checkpoint(tr, run, metric)
     return save_now
+
+
+def _validate(tr: Trainer, run: Any) -> dict[str, float]:
+    """Evaluate at the current step and log the metrics and sample completions."""
+    metrics, rows = evaluate(tr)
+    run.log(tr.step, metrics, split="validation")
+    run.log_samples(tr.step, rows)
+    return metrics
 
 
 def _save_checkpoint(tr: Trainer, run: Any, metric: float | None) -> None:
