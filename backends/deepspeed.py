@@ -375,6 +375,11 @@ class DeepSpeedBackend(HFBackend):
                 local = _take(self._generate(share, sampling, seed, first), len(mine))
         return self._concat([c for c in self.dist.all_gather(_to_cpu(local)) if c is not None])
 
+    def _shares_prompts(self, encoded: Any) -> bool:
+        """ZeRO-3 in lockstep (no gathering) keeps the unshared path: one forward per step on
+        every rank, whatever the shard."""
+        return not self._synced and super()._shares_prompts(encoded)
+
     def _generate_tokens(self, kwargs: dict[str, Any], config: Any, processors: Any) -> Any:
         return self.model.generate(
             **kwargs, generation_config=config, logits_processor=processors,

@@ -62,12 +62,19 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rewardkit
-from rewardkit.errors import RewardkitError
+from rewardkit.backends.families import (
+    AUDIO_MARKER,
+    FAMILIES,
+    BackendError,
+    Encoded,
+    family_named,
+    family_of,
+)
 from rewardkit.policy import (
     Completions,
     ModelSpec,
@@ -83,20 +90,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BackendError", "HFBackend"]
 
-SPEECH_FAMILIES = ("qwen2_audio", "granite_speech", "voxtral")
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
-# Module paths (inside the transformers model) of each family's parts.
-_PARTS = {
-    "qwen2_audio": ("model.audio_tower", "model.multi_modal_projector", "model.language_model"),
-    "voxtral": ("model.audio_tower", "model.multi_modal_projector", "model.language_model"),
-    "granite_speech": ("model.encoder", "model.projector", "model.language_model"),
-}
 CHECKPOINT_FILES = ("trainable.safetensors", "training_state.pt", "backend.json")
-
-
-class BackendError(RewardkitError):
-    """A model spec, prompt or checkpoint the ``hf`` backend cannot use (one-line message)."""
 
 
 @rewardkit.hookimpl
@@ -143,90 +139,6 @@ class _RowSampler:
 
 
 # ---------------------------------------------------------------------------------------------
-# Audio features
-
-
-@dataclass
-class _Encoded:
-    """One prompt, ready for the model: its token ids (audio token expanded) and audio inputs."""
-
-    ids: list[int]
-    features: Any = None  # qwen2_audio [mel, frames]; voxtral [chunks, mel, frames]; granite [F, D]
-    feature_mask: Any = None  # qwen2_audio [frames] (1 on real audio)
-
-
-class _Audio:
-    """How one model family turns a waveform into features and placeholder tokens."""
-
-    def __init__(self, family: str, model: Any, tokenizer: Any, fe: Any, max_seconds: float | None):
-        self.family = family
-        self.fe = fe
-        config = model.config
-        self.token_id: int = config.audio_token_id
-        if family == "qwen2_audio":
-            bos = getattr(tokenizer, "audio_bos_token", None) or "<|audio_bos|>"
-            eos = getattr(tokenizer, "audio_eos_token", None) or "<|audio_eos|>"
-            token = tokenizer.convert_ids_to_tokens(self.token_id)
-            self.placeholder = f"Audio 1: {bos}{token}{eos}\n"
-            self.sampling_rate = fe.sampling_rate
-            self.window = int(fe.n_samples)
-            encoder_max = self.window / self.sampling_rate
-        elif family == "voxtral":
-            begin = getattr(tokenizer, "begin_audio_token", None) or "[BEGIN_AUDIO]"
-            self.placeholder = begin + tokenizer.convert_ids_to_tokens(self.token_id)
-            self.sampling_rate = fe.sampling_rate
-            self.window = int(fe.n_samples)
-            audio = config.audio_config
-            self.tokens_per_chunk = (
-                audio.max_source_positions * audio.hidden_size // audio.intermediate_size
-            )
-            encoder_max = None
-        else:  # granite_speech; fe is the feature extractor's settings (a dict)
-            self.placeholder = tokenizer.convert_ids_to_tokens(self.token_id)
-            self.sampling_rate = int(fe.get("sampling_rate", 16_000))
-            from rewardkit.backends.features import GraniteFeatureSettings
-
-            self.granite = GraniteFeatureSettings.from_any(
-                {**GraniteFeatureSettings.from_any(config).__dict__, **fe}
-            )
-            encoder_max = None
-        self.max_seconds = max_seconds if max_seconds is not None else encoder_max
-        placeholder_ids = tokenizer(self.placeholder, add_special_tokens=False)["input_ids"]
-        if placeholder_ids.count(self.token_id) != 1:
-            raise BackendError(
-                f"the tokenizer does not encode the audio placeholder {self.placeholder!r} with "
-                f"the model's audio_token_id {self.token_id}; tokenizer and model do not match"
-            )
-
-    def features(self, audio: Any) -> tuple[Any, Any, int]:
-        """(features, feature mask or None, number of audio tokens) for one waveform [S]."""
-
-        if self.family == "qwen2_audio":
-            out = self.fe(
-                audio, sampling_rate=self.sampling_rate, padding="max_length",
-                return_attention_mask=True, return_tensors="pt",
-            )  # fmt: skip
-            mask = out["attention_mask"][0]  # [frames]
-            n = int(mask.sum())
-            n_tokens = (((n - 1) // 2 + 1) - 2) // 2 + 1
-            return out["input_features"][0], mask, n_tokens
-        if self.family == "voxtral":
-            out = self.fe(
-                audio, sampling_rate=self.sampling_rate, padding="longest",
-                pad_to_multiple_of=self.window, truncation=False, return_attention_mask=False,
-                return_tensors="pt",
-            )  # fmt: skip
-            feats = out["input_features"][0]  # [mel, chunks * frames]
-            frames = int(self.fe.nb_max_frames)
-            chunks = feats.reshape(feats.shape[0], -1, frames).transpose(0, 1)  # [C, mel, frames]
-            return chunks.contiguous(), None, chunks.shape[0] * self.tokens_per_chunk
-        from rewardkit.backends.features import granite_speech_features
-
-        out = granite_speech_features(audio, self.granite)
-        return out["input_features"][0], None, int(out["audio_embed_sizes"][0])
-
-
-# ---------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -269,60 +181,29 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
 
 def _load_pretrained(source: str) -> tuple[Any, Any, Any, str]:
     import torch
+    import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(source)
-    family = config.model_type if config.model_type in SPEECH_FAMILIES else "causal_lm"
-    if family == "causal_lm":
+    family = family_of(config)
+    if family.model_class is None:
         try:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         except ValueError as exc:
+            speech = ", ".join(f.name for f in FAMILIES if f.has_audio)
             raise BackendError(
                 f"model {source!r} has model_type {config.model_type!r}, which is neither a "
-                f"supported speech-aware LM ({', '.join(SPEECH_FAMILIES)}) nor a causal LM"
+                f"supported speech-aware LM ({speech}) nor a causal LM"
             ) from exc
     else:
-        import transformers
-
-        name = {
-            "qwen2_audio": "Qwen2AudioForConditionalGeneration",
-            "granite_speech": "GraniteSpeechForConditionalGeneration",
-            "voxtral": "VoxtralForConditionalGeneration",
-        }[family]
-        model = getattr(transformers, name).from_pretrained(source, dtype=torch.float32)
+        cls = getattr(transformers, family.model_class)
+        model = cls.from_pretrained(source, dtype=torch.float32)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:
         raise BackendError(f"cannot load the tokenizer of {source!r}: {exc}") from exc
-    features: Any = None
-    if family in ("qwen2_audio", "voxtral"):
-        from transformers import WhisperFeatureExtractor
-
-        try:
-            features = WhisperFeatureExtractor.from_pretrained(source)
-        except OSError as exc:
-            raise BackendError(
-                f"model {source!r} has no preprocessor_config.json (its audio feature settings)"
-            ) from exc
-    elif family == "granite_speech":
-        from transformers import FeatureExtractionMixin
-
-        try:  # only the settings: GraniteSpeechFeatureExtractor itself needs torchaudio
-            features, _ = FeatureExtractionMixin.get_feature_extractor_dict(source)
-        except OSError:
-            features = {}
-    if family == "qwen2_audio":  # the processor knows the audio bos/eos tokens
-        for attr in ("audio_bos_token", "audio_eos_token"):
-            if not getattr(tokenizer, attr, None):
-                with contextlib.suppress(Exception):
-                    setattr(tokenizer, attr, getattr(_processor(source), attr))
-    return model, tokenizer, features, family
-
-
-def _processor(source: str) -> Any:
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(source)
+    features = family.load_preprocessing(source, tokenizer)
+    return model, tokenizer, features, family.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,13 +238,11 @@ class HFBackend(PolicyBackend):
         self._training = True
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.eos_token_ids = self._eos_ids()
         max_seconds = spec.extra.get("max_audio_seconds")
-        self.audio = (
-            _Audio(family, model, tokenizer, features, max_seconds)
-            if family in SPEECH_FAMILIES
-            else None
-        )
+        # Everything family-specific (placeholder, features, parts) is in this adapter.
+        self.adapter = family_named(family)(model.config, tokenizer, features, max_seconds)
+        self.audio = self.adapter if self.adapter.has_audio else None
+        self.eos_token_ids = self._eos_ids()
         self._fixed = {n for n, p in model.named_parameters() if not p.requires_grad}
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._setup_trainable()
@@ -394,18 +273,16 @@ class HFBackend(PolicyBackend):
             if source is None:
                 continue
             ids.update([source] if isinstance(source, int) else source)
-        if self.family == "qwen2_audio":  # ChatML: both end-of-turn and end-of-text end a reply
-            for token in ("<|im_end|>", "<|endoftext|>"):
-                tid = self.tokenizer.convert_tokens_to_ids(token)
-                if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
-                    ids.add(tid)
+        for token in self.adapter.extra_eos:  # e.g. ChatML: end of turn and end of text
+            if token in self.tokenizer.get_vocab():
+                ids.add(self.tokenizer.convert_tokens_to_ids(token))
         if not ids:
             raise BackendError(f"model {self.spec.model!r} defines no EOS token")
         return sorted(ids)
 
     def _part_names(self) -> tuple[str | None, str | None, str | None]:
         """(encoder, projector, language model) module paths; (None, None, None) for a causal LM."""
-        return _PARTS.get(self.family, (None, None, None))
+        return self.adapter.parts
 
     def _lm_module(self) -> Any:
         lm = self._part_names()[2]
@@ -538,7 +415,7 @@ class HFBackend(PolicyBackend):
 
     # --- prompts ---
 
-    def _encode(self, prompts: Sequence[Prompt]) -> list[_Encoded]:
+    def _encode(self, prompts: Sequence[Prompt]) -> list[Encoded]:
         """Validate prompts and turn each into token ids and audio features."""
         import numpy as np
 
@@ -548,7 +425,18 @@ class HFBackend(PolicyBackend):
             pid = prompt.id or f"#{index}"
             features = mask = None
             n_tokens = 0
-            placeholder = ""
+            markers = prompt.text.count(AUDIO_MARKER)
+            if prompt.audio is None and markers:
+                raise BackendError(
+                    f"prompt {pid}: the text has an {AUDIO_MARKER} marker but the prompt has no "
+                    f"audio; give the audio or remove the marker"
+                )
+            if prompt.audio is not None and markers != 1:
+                raise BackendError(
+                    f"prompt {pid}: the text must hold {AUDIO_MARKER} exactly once (where the "
+                    f"audio goes), found {markers}; e.g. 'Listen to {AUDIO_MARKER} and answer ...'"
+                )
+            text = prompt.text
             if prompt.audio is not None:
                 if self.audio is None:
                     raise BackendError(
@@ -576,24 +464,29 @@ class HFBackend(PolicyBackend):
                 features, mask, n_tokens = self.audio.features(audio)
                 if n_tokens < 2:
                     raise BackendError(f"prompt {pid}: audio of {seconds:.3f} s is too short")
-                placeholder = self.audio.placeholder
-            ids = self._render(placeholder + prompt.text)
+                text = text.replace(AUDIO_MARKER, self.audio.placeholder)
+            ids = self._render(text)
             if n_tokens:
                 at = [i for i, t in enumerate(ids) if t == self.audio.token_id]
                 if len(at) != 1:
                     raise BackendError(
                         f"prompt {pid}: expected one audio token after the chat template, found "
-                        f"{len(at)} (does the text contain the audio token?)"
+                        f"{len(at)}; remove the model's audio token "
+                        f"{self.tokenizer.convert_ids_to_tokens(self.audio.token_id)!r} from the "
+                        "text (the backend writes it where the marker is)"
                     )
                 ids = ids[: at[0]] + [self.audio.token_id] * n_tokens + ids[at[0] + 1 :]
             elif self.audio is not None and self.audio.token_id in ids:
-                raise BackendError(f"prompt {pid}: the text contains the audio token")
+                raise BackendError(
+                    f"prompt {pid}: the text contains the model's audio token; remove it (audio "
+                    f"goes where an {AUDIO_MARKER} marker is)"
+                )
             if max_positions and len(ids) >= max_positions:
                 raise BackendError(
                     f"prompt {pid}: {len(ids)} tokens, the model's context is {max_positions}; "
                     "shorten the text or the audio"
                 )
-            out.append(_Encoded(ids, features, mask))
+            out.append(Encoded(ids, features, mask))
         return out
 
     def _render(self, content: str) -> list[int]:
@@ -605,7 +498,7 @@ class HFBackend(PolicyBackend):
             return list(tok(text, add_special_tokens=False)["input_ids"])
         return list(tok(f"User: {content}\nAssistant:", add_special_tokens=True)["input_ids"])
 
-    def _batch(self, encoded: list[_Encoded], rows: list[int]) -> dict[str, Any]:
+    def _batch(self, encoded: list[Encoded], rows: list[int]) -> dict[str, Any]:
         """Left-padded prompt ids [B, L] and mask, plus the audio inputs of the rows' prompts."""
         import torch
 
@@ -622,15 +515,8 @@ class HFBackend(PolicyBackend):
             "attention_mask": mask.to(self.device),
         }
         audio = [encoded[r] for r in rows if encoded[r].features is not None]
-        if audio and self.family == "qwen2_audio":
-            batch["input_features"] = torch.stack([e.features for e in audio]).to(self.device)
-            batch["feature_attention_mask"] = torch.stack([e.feature_mask for e in audio]).to(
-                self.device
-            )
-        elif audio and self.family == "voxtral":
-            batch["input_features"] = torch.cat([e.features for e in audio]).to(self.device)
-        elif audio:  # granite: one tensor per audio, encoded one at a time (no padding mask)
-            batch["granite_features"] = [e.features.to(self.device) for e in audio]
+        if audio:
+            batch.update(self.adapter.batch_audio(audio, self.device))
         return batch
 
     def _model_inputs(self, batch: dict[str, Any], ids: Any, attention: Any) -> dict[str, Any]:
@@ -638,28 +524,9 @@ class HFBackend(PolicyBackend):
         prompts of ``batch``."""
         kwargs = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
         kwargs["attention_mask"] = attention
-        feats = kwargs.pop("granite_features", None)
-        if self.family != "granite_speech":
-            kwargs["input_ids"] = ids
-            return kwargs
-        import torch
+        return self.adapter.model_inputs(self.model, kwargs, ids, batch["input_ids"])
 
-        core = self.model.model
-        is_audio = batch["input_ids"] == self.audio.token_id  # [B, Lp]: prompt positions only
-        embeds = core.get_input_embeddings()(ids.masked_fill(ids == self.audio.token_id, 0))
-        if feats:
-            audio = torch.cat(
-                [core.get_audio_features(f[None], return_dict=True).pooler_output[0] for f in feats]
-            )  # [total audio tokens, H]
-            prompt_len = batch["input_ids"].shape[1]
-            prompt = embeds[:, :prompt_len].masked_scatter(
-                is_audio.unsqueeze(-1), audio.to(embeds.dtype)
-            )
-            embeds = torch.cat([prompt, embeds[:, prompt_len:]], dim=1)
-        kwargs["inputs_embeds"] = embeds
-        return kwargs
-
-    def _prompt_model_inputs(self, encoded: _Encoded) -> dict[str, Any]:
+    def _prompt_model_inputs(self, encoded: Encoded) -> dict[str, Any]:
         """One prompt's keyword inputs in the model's own format, batch size 1 (input_ids,
         attention_mask and input_features / feature_attention_mask / input_features_mask):
         the input of ``rewardkit.backends.shared_prompt``-style per-prompt scoring."""
@@ -667,18 +534,8 @@ class HFBackend(PolicyBackend):
 
         ids = torch.tensor([encoded.ids], device=self.device)
         inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        if encoded.features is None:
-            return inputs
-        features = encoded.features.to(self.device)
-        if self.family == "qwen2_audio":
-            inputs["input_features"] = features[None]  # [1, mel, frames]
-            inputs["feature_attention_mask"] = encoded.feature_mask.to(self.device)[None]
-        elif self.family == "voxtral":
-            inputs["input_features"] = features  # [chunks, mel, frames]
-        else:
-            n = encoded.ids.count(self.audio.token_id)
-            inputs["input_features"] = features[None]  # [1, F, 2 * mel]
-            inputs["input_features_mask"] = torch.ones(1, n, dtype=torch.bool, device=self.device)
+        if encoded.features is not None:
+            inputs.update(self.adapter.prompt_audio(encoded, self.device))
         return inputs
 
     def prompt_tokens(self, prompts: Sequence[Prompt]) -> list[int]:
@@ -721,7 +578,6 @@ class HFBackend(PolicyBackend):
         encoded = self._encode(prompts)
         num_p, num_g = len(prompts), sampling.num_samples
         rows = [p for p in range(num_p) for _ in range(num_g)]
-        batch = self._batch(encoded, rows)
         config = GenerationConfig(
             do_sample=False,  # greedy, or sampling through _RowSampler's Gumbel-max
             max_new_tokens=sampling.max_new_tokens,
@@ -739,11 +595,16 @@ class HFBackend(PolicyBackend):
                 _RowSampler(sampling.temperature, sampling.top_p, seed, keys, self.device)
             )
         with self._eval(), torch.no_grad(), self._autocast():
-            kwargs = self._model_inputs(batch, batch["input_ids"], batch["attention_mask"])
-            if "inputs_embeds" in kwargs:
-                kwargs["input_ids"] = batch["input_ids"]
-            sequences = self._generate_tokens(kwargs, config, processors)
-        new = sequences[:, batch["input_ids"].shape[1] :]  # [P*G, T]
+            if self._shares_prompts(encoded):
+                sequences = self._generate_shared(encoded, num_g, config, processors)
+            else:  # every row runs its prompt: P*G prefills
+                batch = self._batch(encoded, rows)
+                kwargs = self._model_inputs(batch, batch["input_ids"], batch["attention_mask"])
+                if "inputs_embeds" in kwargs:
+                    kwargs["input_ids"] = batch["input_ids"]
+                sequences = self._generate_tokens(kwargs, config, processors)
+        prompt_length = max(len(e.ids) for e in encoded)
+        new = sequences[:, prompt_length:]  # [P*G, T]
         is_eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))
         seen = is_eos.long().cumsum(-1)
         mask = (seen == 0) | (is_eos & (seen == 1))  # up to and including the first EOS
@@ -755,8 +616,10 @@ class HFBackend(PolicyBackend):
             [row[m].tolist() for row, m in zip(new, mask.reshape(len(rows), -1))],
             skip_special_tokens=True,
         )
-        with self._eval(), torch.no_grad():
-            logprobs = self._completion_logprobs(encoded, token_ids, mask)
+        logprobs = None
+        if sampling.logprobs:  # pi_old for a step that reuses its samples (mu > 1)
+            with self._eval(), torch.no_grad():
+                logprobs = self._completion_logprobs(encoded, token_ids, mask)
         return Completions(
             token_ids=token_ids,
             mask=mask,
@@ -764,6 +627,39 @@ class HFBackend(PolicyBackend):
             text=[text[p * num_g : (p + 1) * num_g] for p in range(num_p)],
             logprobs=logprobs,
         )
+
+    def _shares_prompts(self, encoded: list[Encoded]) -> bool:
+        """Whether generation runs each prompt once for its G samples (the default; off with
+        ``extra["shared_prompt"] = False``; needs prompts of 2 tokens or more)."""
+        return self.spec.extra.get("shared_prompt", True) and min(len(e.ids) for e in encoded) > 1
+
+    def _generate_shared(
+        self, encoded: list[Encoded], num_g: int, config: Any, processors: Any
+    ) -> Any:
+        """Sequences [P*G, L + T]: the P prompts (left-padded, audio encoder included) run once,
+        all but their last token, with the cache kept; the cache is repeated G times and
+        ``generate`` continues each row from the last prompt token. The rows, positions and
+        random streams are those of the unshared path, so the samples are the same."""
+        import torch
+
+        batch = self._batch(encoded, list(range(len(encoded))))
+        ids, attention = batch["input_ids"], batch["attention_mask"]  # [P, L]
+        head, head_mask = ids[:, :-1], attention[:, :-1]
+        positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
+        kwargs = self._model_inputs({**batch, "input_ids": head}, head, head_mask)
+        out = self._prefill(kwargs, positions)
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        cache.batch_repeat_interleave(num_g)  # rows p * G + g, as in the unshared path
+        rows = {
+            "input_ids": ids.repeat_interleave(num_g, dim=0),
+            "attention_mask": attention.repeat_interleave(num_g, dim=0),
+            "cache" if "cache" in _forward_params(self.model) else "past_key_values": cache,
+        }
+        return self._generate_tokens(rows, config, processors)
+
+    def _prefill(self, kwargs: dict[str, Any], positions: Any) -> Any:
+        """One forward over the prompts, keeping their keys/values."""
+        return self.model(**kwargs, position_ids=positions, use_cache=True)
 
     def _generate_tokens(self, kwargs: dict[str, Any], config: Any, processors: Any) -> Any:
         """The model's ``generate`` (a backend with partitioned weights gathers them here)."""
@@ -802,7 +698,7 @@ class HFBackend(PolicyBackend):
         with self._eval(), torch.no_grad():
             return self._completion_logprobs(encoded, token_ids, mask)
 
-    def _completion_logprobs(self, prompt_inputs: list[_Encoded], token_ids: Any, mask: Any) -> Any:
+    def _completion_logprobs(self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any) -> Any:
         """Log-probs [P, G, T] float32 (0 where masked) of each prompt's G completions.
 
         Each prompt runs once (audio encoder included) and its keys/values are shared by its G
@@ -824,7 +720,7 @@ class HFBackend(PolicyBackend):
             ]  # P x [G, T]
         return torch.stack(rows)
 
-    def _naive_logprobs(self, prompt_inputs: list[_Encoded], token_ids: Any, mask: Any) -> Any:
+    def _naive_logprobs(self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any) -> Any:
         """Naive full-sequence log-probs: [left-padded prompt | completion] for all P*G rows in
         one forward pass. token_ids, mask: [P, G, T] -> [P, G, T] float32, 0 where masked."""
         import torch
@@ -959,11 +855,9 @@ class HFBackend(PolicyBackend):
     def _write_pretrained(self, module: Any, directory: Path) -> None:
         """Save ``module`` (this policy's model, or a copy of its PEFT wrapper, which is merged
         in place) with the tokenizer and audio preprocessing."""
-        from rewardkit.backends import tiny
-
         merged = module.merge_and_unload() if self.peft is not None else module
         merged.save_pretrained(directory)
-        tiny.save_preprocessing(self.family, self.tokenizer, self.feature_extractor, directory)
+        self.adapter.save_preprocessing(self.tokenizer, self.feature_extractor, directory)
 
     def load(self, directory: Path) -> None:
         """Restore trainable tensors, optimizer, scheduler, RNG state and the sampling counter."""
@@ -1039,3 +933,8 @@ def _base_name(name: str) -> str:
     """A parameter's name in the plain transformers model (PEFT prefixes and wrappers removed)."""
     name = name.removeprefix("base_model.model.")
     return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
+
+
+def _forward_params(model: Any) -> Any:
+    """Parameter names of a transformers model's forward."""
+    return inspect.signature(model.forward).parameters

@@ -11,6 +11,9 @@ under a second, no downloads. Named specs (``TINY_SPECS``):
 * ``tiny-granite-speech``: GraniteSpeechForConditionalGeneration (conformer encoder, Q-Former
   projector, Granite LM). Its own feature extractor needs torchaudio; the backend computes the
   same log-mel features with torch.
+* ``tiny-whisper-llama``: the layout ``rewardkit model assemble`` builds:
+  Qwen2AudioForConditionalGeneration around a Whisper-style encoder and a Llama LM, a SmolLM2-like
+  ChatML tokenizer whose audio token is ``<audio>``.
 * ``tiny-voxtral``: VoxtralForConditionalGeneration (Whisper encoder, MLP projector over 4 stacked
   frames, Llama LM). Its processor needs mistral-common; the backend builds inputs itself.
 
@@ -50,6 +53,7 @@ TINY_SPECS: dict[str, str] = {
     "tiny-granite-speech": "granite_speech",
     "tiny-voxtral": "voxtral",
     "small-voxtral": "voxtral",
+    "tiny-whisper-llama": "whisper_llama",
 }
 
 
@@ -180,6 +184,18 @@ _TOKENIZERS: dict[str, _TokenizerSpec] = {
         chat_template=VOXTRAL_TEMPLATE,
         extra=(("audio_token", "[AUDIO]"), ("begin_audio_token", "[BEGIN_AUDIO]")),
     ),
+    # SmolLM2-like (ChatML, eos <|im_end|>) with the audio token `model assemble` adds.
+    "whisper_llama": _TokenizerSpec(
+        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<audio>"),
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        chat_template=QWEN2_AUDIO_TEMPLATE.replace(
+            "You are a helpful assistant.", "You are a helpful AI assistant."
+        ),
+        extra=(("audio_token", "<audio>"),),
+    ),
     # A plain causal LM without a chat template (the backend's fallback template applies).
     "causal_lm": _TokenizerSpec(
         specials=("<|endoftext|>", "<|pad|>"),
@@ -294,9 +310,15 @@ def build_tiny(name: str, seed: int = 0) -> TinyParts:
     tokenizer = build_tokenizer(family)
     vocab = len(tokenizer)
     torch.manual_seed(seed)
-    if family == "qwen2_audio":
+    if family in ("qwen2_audio", "whisper_llama"):
         from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
 
+        llama = family == "whisper_llama"
+        text = (
+            _lm_config("llama", vocab, tokenizer, rope_theta=10000.0, tie_word_embeddings=False)
+            if llama
+            else _lm_config("qwen2", vocab, tokenizer, tie_word_embeddings=False)
+        )
         config = Qwen2AudioConfig(
             audio_config={
                 "model_type": "qwen2_audio_encoder",
@@ -307,8 +329,8 @@ def build_tiny(name: str, seed: int = 0) -> TinyParts:
                 "d_model": 32,
                 "max_source_positions": MAX_SOURCE_POSITIONS,
             },
-            text_config=_lm_config("qwen2", vocab, tokenizer, tie_word_embeddings=False),
-            audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+            text_config=text,
+            audio_token_index=tokenizer.convert_tokens_to_ids("<audio>" if llama else "<|AUDIO|>"),
         )
         model = Qwen2AudioForConditionalGeneration(config)
         chunk = 2 * MAX_SOURCE_POSITIONS * HOP_LENGTH // SAMPLING_RATE  # 2 s
@@ -415,17 +437,6 @@ def save_tiny(parts: TinyParts, directory: str | Path) -> Path:
 
 def save_preprocessing(family: str, tokenizer: Any, features: Any, directory: Path) -> None:
     """Write the tokenizer and the audio preprocessing config of a model family."""
-    import json
+    from rewardkit.backends.families import family_named
 
-    if family == "qwen2_audio":
-        from transformers import Qwen2AudioProcessor
-
-        Qwen2AudioProcessor(
-            feature_extractor=features, tokenizer=tokenizer, chat_template=tokenizer.chat_template
-        ).save_pretrained(directory)
-        return
-    tokenizer.save_pretrained(directory)
-    if isinstance(features, dict):
-        (directory / "preprocessor_config.json").write_text(json.dumps(features, indent=2) + "\n")
-    elif features is not None:
-        features.save_pretrained(directory)
+    family_named(family).save_preprocessing(tokenizer, features, Path(directory))

