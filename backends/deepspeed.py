@@ -318,6 +318,11 @@ class DeepSpeedBackend(HFBackend):
                 dtypes = {n: p.dtype for n, p in self._trainable}
                 self._reference_copy = {n: t.to(dtypes[n]) for n, t in self._reference_copy.items()}
 
+    def _cache_encoder(self) -> Any:
+        """Not under ZeRO-3: each encoder forward gathers its weights (a collective), so ranks
+        must run the same forwards, which per-rank cache hits would break."""
+        return None if self.zero_stage == 3 else super()._cache_encoder()
+
     def _register_external_parameters(self) -> None:
         """ZeRO-3 gathers a module's parameters when it runs; audio encoders read some of
         their submodules' weights directly (Whisper's position table), so each encoder and
@@ -402,7 +407,9 @@ class DeepSpeedBackend(HFBackend):
             mask=cat([p.mask for p in parts], False),
             truncated=torch.cat([p.truncated for p in parts]).to(self.device),
             text=[t for p in parts for t in p.text],
-            logprobs=cat([p.logprobs for p in parts], 0.0),
+            logprobs=None
+            if any(p.logprobs is None for p in parts)
+            else cat([p.logprobs for p in parts], 0.0),
         )
 
     # --- training: the engine ---

@@ -1,25 +1,28 @@
 """The ``hf`` policy backend: a transformers speech-aware LM (or plain causal LM) with PEFT LoRA.
 
-Models: ``Qwen2AudioForConditionalGeneration``, ``GraniteSpeechForConditionalGeneration``,
-``VoxtralForConditionalGeneration`` (detected from ``config.model_type``) and any
-``AutoModelForCausalLM`` for text-only prompts. ``ModelSpec.model`` is a named tiny spec
-(``tiny`` = ``tiny-qwen2-audio``, ``tiny-granite-speech``, ``tiny-voxtral``, ``small-voxtral``;
-see ``rewardkit.backends.tiny``), a bundled trained model (``tiny.bundled_models()``, e.g. the
-default run's ``small-voxtral-st``), a local directory written by ``save_pretrained`` (with its
-tokenizer and, for speech models, its processor or ``preprocessor_config.json``), or a hub id
-where a hub is reachable (the same code path).
+Models: one family adapter each (:mod:`rewardkit.backends.families`): ``whisper_llama`` (what
+``rewardkit model assemble`` builds), ``qwen2_audio``, ``voxtral``, ``granite_speech`` (detected
+from the config) and any ``AutoModelForCausalLM`` for text-only prompts. ``ModelSpec.model`` is a
+named tiny spec (``tiny`` = ``tiny-qwen2-audio``, ``tiny-granite-speech``, ``tiny-voxtral``,
+``tiny-whisper-llama``, ``small-voxtral``; see ``rewardkit.backends.tiny``), a bundled trained
+model (``tiny.bundled_models()``, e.g. the default run's ``small-voxtral-st``), a local directory
+written by ``save_pretrained`` (with its tokenizer and, for speech models, its processor or
+``preprocessor_config.json``), or a hub id where a hub is reachable (the same code path).
 
-Prompts. Each prompt's text goes into one user message, audio placeholder first, rendered with
-the tokenizer's chat template; without one: ``"User: {placeholder}{text}\\nAssistant:"`` with the
-tokenizer's own special tokens. The single audio token is then expanded to the encoder's output
-length. Features: Whisper log-mel from the checkpoint's ``WhisperFeatureExtractor``
-(Qwen2-Audio: one window of ``2 * max_source_positions`` frames with ``feature_attention_mask``;
-Voxtral: as many windows as the audio needs), and for Granite-Speech the log-mel of its own
-feature extractor computed with torch (:mod:`rewardkit.backends.features`, bit-identical to the
-torchaudio original, which cannot be imported here).
-Granite's encoder has no padding mask, so each prompt's audio is encoded on its own and its
-embeddings are placed into the prompt (``inputs_embeds``): log-probs never depend on which other
-prompts share a batch.
+Prompts. The audio goes exactly where the text's ``<audio>`` marker is: a prompt with audio holds
+the marker once, and the backend replaces it with the family's placeholder (the model's own
+audio token, with the markers its processor writes around it), then renders one user message
+with the tokenizer's chat template (without one: ``"User: {text}\nAssistant:"``) and expands the
+single audio token to the encoder's output length. No literal ``<audio>`` reaches a model; a
+marker without audio, none or two with audio, or the model's audio token in the text are
+one-line errors naming the prompt. Features and token counts are the family's (Qwen2-Audio and
+the assembled Whisper + Llama: one 30 s window with ``feature_attention_mask``, 25 tokens per
+second of real audio; Voxtral: 375 tokens per 30 s window the audio needs; Granite-Speech: the
+log-mel of its own extractor computed with torch, :mod:`rewardkit.backends.features`).
+
+Generation runs each prompt once (audio encoder and prefill, batch P) and repeats its keys/values
+for its G samples; the rows, positions and random streams are those of running every sample's
+prompt, so the samples are identical (``extra["shared_generation"] = False`` runs the P*G rows).
 
 Training. With ``lora_r > 0``: LoRA on the LM's attention projections (``q/k/v/o_proj`` inside
 the language model; ``lora_targets`` names other LM modules), the audio encoder frozen, the
@@ -31,10 +34,10 @@ With ``lora_r == 0`` the selected parts are trained fully (the LM by default:
 passes. Frozen encoders and projectors stay in eval mode (no dropout, no BatchNorm updates).
 
 Modes. ``generate`` and every no-grad ``logprobs`` pass run in eval mode; ``logprobs(grad=True)``
-uses the mode set by :meth:`HFBackend.train`. ``Completions.logprobs`` are those of the sampled
-tokens under the untempered policy (temperature 1, no top-p), recomputed with a forward pass, so
-they equal ``logprobs(...)`` of the same tokens. Sampling never emits the audio placeholder
-token. All returned tensors live on ``spec.device``.
+uses the mode set by :meth:`HFBackend.train`. ``Completions.logprobs`` (only when
+``SamplingConfig.logprobs`` asks) are those of the sampled tokens under the untempered policy
+(temperature 1, no top-p), recomputed with a forward pass, so they equal ``logprobs(...)``.
+Sampling never emits the audio placeholder token. All returned tensors live on ``spec.device``.
 
 Checkpoints (``save``/``load``): ``trainable.safetensors`` (the trainable tensors by parameter
 name: LoRA, projector, anything else trained), ``training_state.pt`` (AdamW, scheduler, torch /
@@ -255,6 +258,19 @@ class HFBackend(PolicyBackend):
                 lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self._setup_optimizer()
         self.train(True)
+        self.encoder_cache = self._cache_encoder()
+
+    def _cache_encoder(self) -> Any:
+        """Reuse a frozen audio encoder's output per utterance across passes
+        (:mod:`rewardkit.backends.encoder_cache`); off with ``extra["encoder_cache"] = False``."""
+        from rewardkit.backends.encoder_cache import EncoderCache
+
+        encoder = self._part_names()[0]
+        if encoder is None or self.spec.train_encoder:
+            return None
+        if not self.spec.extra.get("encoder_cache", True):
+            return None
+        return EncoderCache(self.model.get_submodule(encoder))
 
     @classmethod
     def build(cls, spec: ModelSpec, optimizer: OptimizerConfig) -> HFBackend:
@@ -630,8 +646,9 @@ class HFBackend(PolicyBackend):
 
     def _shares_prompts(self, encoded: list[Encoded]) -> bool:
         """Whether generation runs each prompt once for its G samples (the default; off with
-        ``extra["shared_prompt"] = False``; needs prompts of 2 tokens or more)."""
-        return self.spec.extra.get("shared_prompt", True) and min(len(e.ids) for e in encoded) > 1
+        ``extra["shared_generation"] = False``; needs prompts of 2 tokens or more)."""
+        shared = self.spec.extra.get("shared_generation", True)
+        return bool(shared) and min(len(e.ids) for e in encoded) > 1
 
     def _generate_shared(
         self, encoded: list[Encoded], num_g: int, config: Any, processors: Any
@@ -640,7 +657,6 @@ class HFBackend(PolicyBackend):
         all but their last token, with the cache kept; the cache is repeated G times and
         ``generate`` continues each row from the last prompt token. The rows, positions and
         random streams are those of the unshared path, so the samples are the same."""
-        import torch
 
         batch = self._batch(encoded, list(range(len(encoded))))
         ids, attention = batch["input_ids"], batch["attention_mask"]  # [P, L]
@@ -658,8 +674,12 @@ class HFBackend(PolicyBackend):
         return self._generate_tokens(rows, config, processors)
 
     def _prefill(self, kwargs: dict[str, Any], positions: Any) -> Any:
-        """One forward over the prompts, keeping their keys/values."""
-        return self.model(**kwargs, position_ids=positions, use_cache=True)
+        """One forward over the prompts, keeping their keys/values (the LM head runs on the
+        last position only: generation computes the next token's logits itself)."""
+        from rewardkit.backends.shared_prompt import _last_logits
+
+        with _last_logits(self.model, 1) as keep:
+            return self.model(**kwargs, position_ids=positions, use_cache=True, **keep)
 
     def _generate_tokens(self, kwargs: dict[str, Any], config: Any, processors: Any) -> Any:
         """The model's ``generate`` (a backend with partitioned weights gathers them here)."""

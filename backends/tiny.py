@@ -23,7 +23,8 @@ English and German sentences, QA passages), with each class's special and audio 
 template in that model family's format. Byte-level means every string encodes (no unknown
 token); training is deterministic and takes a fraction of a second, and the result is cached per
 process. Sizes: LM hidden 64, 2 layers, 4 heads (2 KV heads); encoders hidden 32, 1-2 layers;
-32 mel bins; Qwen2-Audio and Voxtral encoders take 2 s windows (``max_source_positions`` 100).
+32 mel bins; Voxtral's encoder takes 2 s windows (``max_source_positions`` 100), Qwen2-Audio's
+layout Whisper's 30 s (1500).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def bundled_models() -> dict[str, Path]:
 VOCAB_SIZE = 1024
 N_MELS = 32
 MAX_SOURCE_POSITIONS = 100  # Whisper-style encoders: 2 * 100 mel frames = 2 s windows
+#: Qwen2-Audio's layout (Qwen2-Audio, the assembled Whisper + Llama) keeps Whisper's 30 s window,
+#: with padded frames masked, so the tiny models take the embedded utterances as real ones do.
+QWEN2_AUDIO_SOURCE_POSITIONS = 1500
 SAMPLING_RATE = 16_000
 HOP_LENGTH = 160
 
@@ -327,13 +331,13 @@ def build_tiny(name: str, seed: int = 0) -> TinyParts:
                 "encoder_attention_heads": 2,
                 "encoder_ffn_dim": 64,
                 "d_model": 32,
-                "max_source_positions": MAX_SOURCE_POSITIONS,
+                "max_source_positions": QWEN2_AUDIO_SOURCE_POSITIONS,
             },
             text_config=text,
             audio_token_index=tokenizer.convert_tokens_to_ids("<audio>" if llama else "<|AUDIO|>"),
         )
         model = Qwen2AudioForConditionalGeneration(config)
-        chunk = 2 * MAX_SOURCE_POSITIONS * HOP_LENGTH // SAMPLING_RATE  # 2 s
+        chunk = 2 * QWEN2_AUDIO_SOURCE_POSITIONS * HOP_LENGTH // SAMPLING_RATE  # 30 s
         features = _whisper_features(chunk)
     elif family == "voxtral":
         from transformers import VoxtralConfig, VoxtralForConditionalGeneration

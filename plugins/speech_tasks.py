@@ -1,4 +1,4 @@
-"""Built-in task adapters: ``speech_translation`` and ``spoken_qa``.
+"""Built-in task adapters: ``speech_translation``, ``spoken_qa`` and ``asr``.
 
 Both read the data sources described in :mod:`rewardkit.tasks` (JSONL manifests, ``datasets``
 directories, parquet files, hub names), with column defaults that fit CoVoST2 and LibriSQA, and
@@ -160,7 +160,52 @@ class SpokenQA(Task):
         return {"question": example.fields["question"]}
 
 
+class SpeechRecognition(Task):
+    """Speech recognition: speech in, its transcript out (references are the transcripts).
+
+    The stage that teaches a freshly assembled model to listen: supervised on transcripts, the
+    projector (and LoRA) learn to map the encoder's output into the LM's input space. Any
+    manifest with a transcript column works, the translation and QA sets included.
+    """
+
+    name = "asr"
+    default_columns: ClassVar[dict[str, tuple[str, ...]]] = {
+        "id": _ID,
+        "audio": ("audio", "audio_path", "audio_filepath", "path", "file", "speech_path"),
+        "transcript": ("transcript", "sentence", "text", "source_text", "src_text"),
+    }
+    reference_field = "transcript"
+    builtin_templates = (
+        "Transcribe the audio <audio>",
+        "<audio> Write down exactly what is said.",
+        "What is said in this recording? <audio>",
+        "Listen to <audio> and write its transcript.",
+        "Here is a recording: <audio> Transcribe it word for word.",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_duration: float | None = 30.0,
+        columns: str | None = None,
+        audio_dir: str | None = None,
+        subset: str | None = None,
+        templates: Literal["varied", "fixed"] = "varied",
+        template: str | None = None,
+    ):
+        """Options: see :class:`rewardkit.tasks.Task`."""
+        super().__init__(
+            max_duration=max_duration,
+            columns=columns,
+            audio_dir=audio_dir,
+            subset=subset,
+            templates=templates,
+            template=template,
+        )
+
+
 @rewardkit.hookimpl
 def register_tasks(register):
     register(SpeechTranslation)
     register(SpokenQA)
+    register(SpeechRecognition)

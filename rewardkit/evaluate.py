@@ -412,9 +412,9 @@ def _resolve_data(task: str, data: str | None) -> str:
         if "://" not in data and "/" in data and not Path(data).exists():
             raise RewardkitError(f"data {data} does not exist (give --data PATH or a hub name)")
         return data
-    from rewardkit.speech.make import default_out, make_datasets
+    from rewardkit.speech.make import TASKS, default_out, make_datasets
 
-    folder = default_out() / task
+    folder = default_out() / (TASKS[TASK_DATA[task]] if task in TASK_DATA else task)
     if not folder.is_dir():
         if task not in TASK_DATA:
             raise RewardkitError(
@@ -439,6 +439,7 @@ def _build_backend(backend_cls: Any, source: ModelSource, device: str) -> Any:
             bf16=bool(cfg.get("bf16", False)),
             seed=int(cfg.get("seed", 0)),
             device=device,
+            extra={} if cfg.get("train_lm") is None else {"train_lm": bool(cfg["train_lm"])},
         )
         backend = backend_cls.build(spec, OptimizerConfig())
         load = getattr(backend, "load_weights", backend.load)  # no optimizer state needed

@@ -68,7 +68,8 @@ from rewardkit.errors import RewardkitError
 ALGOS = ("grpo", "sft")
 OFF_POLICY = ("none", "reference")
 SCHEDULES = ("constant", "linear", "cosine")
-TASK_DATA = {"speech_translation": "st", "spoken_qa": "qa"}  # task -> `rewardkit data make`
+# task -> `rewardkit data make --task` (asr listens to the translation set's English speech)
+TASK_DATA = {"speech_translation": "st", "spoken_qa": "qa", "asr": "st"}
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -93,6 +94,7 @@ class TrainConfig:
     lora_r: int = 0  # 0: full fine-tuning (the small default); LoRA rank otherwise
     lora_alpha: int = 16
     train_encoder: bool = False  # also train the audio encoder (the projector is always trained)
+    train_lm: bool | None = None  # full LM fine-tuning; default: with --lora-r 0 only
     device: str = "cpu"
     bf16: bool = False
     # the deepspeed backend
@@ -352,8 +354,10 @@ def resolve_data(cfg: TrainConfig) -> str:
         raise RewardkitError(
             f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
         )
+    from rewardkit.speech.make import TASKS
+
     make_datasets(default_out(), size=cfg.data_size, seed=0, task=TASK_DATA[cfg.task])
-    return str(default_out() / cfg.task)
+    return str(default_out() / TASKS[TASK_DATA[cfg.task]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -826,6 +830,8 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
         )
     per_rank = cfg.batch_size // world
     extra: dict[str, Any] = {"prompts_per_rank": per_rank}
+    if cfg.train_lm is not None:
+        extra["train_lm"] = cfg.train_lm
     if cfg.backend == "deepspeed":
         extra.update(zero_stage=cfg.zero_stage, deepspeed_config=cfg.deepspeed_config,
                      offload_optimizer=cfg.offload_optimizer, offload_params=cfg.offload_params,
@@ -1124,6 +1130,8 @@ def _click_options(func: Any) -> Any:
         "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
         "beta": "KL weight (paper: 0.02).",
         "train_encoder": "Also train the audio encoder (default: projector and LM only).",
+        "train_lm": "Train the whole LM (default: only with --lora-r 0; --no-train-lm with "
+        "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
         "num_iterations": "Updates per generation, mu.",
         "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",
         "eval_metric": "Validation metric for the best checkpoint: reward or a reward name.",

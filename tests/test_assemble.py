@@ -542,7 +542,7 @@ def test_assembled_model_trains_with_the_hf_backend(assembled):
 
     backend = HFBackend.build(ModelSpec(str(assembled), lora_r=4), OptimizerConfig(1e-2))
     prompts = [Prompt("Transcribe <audio>", speech(1.0), id="a")]
-    out = backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=4))
+    out = backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=4, logprobs=True))
     again = backend.logprobs(prompts, out.token_ids, out.mask)
     torch.testing.assert_close(again, out.logprobs, rtol=0, atol=1e-5)
     loss = -backend.logprobs(prompts, out.token_ids, out.mask, grad=True).sum()

@@ -129,7 +129,7 @@ def test_shared_prompt_generation_gives_the_same_samples(model_name, greedy):
     prompts = prompts_for(build(model_name))
     prompts = [*prompts, Prompt("Say something.", id="text")]
     sampling = SamplingConfig(num_samples=4, max_new_tokens=10, seed=7, greedy=greedy)
-    shared, unshared = build(model_name), build(model_name, extra={"shared_prompt": False})
+    shared, unshared = build(model_name), build(model_name, extra={"shared_generation": False})
     calls = []
     hook = shared.model.register_forward_pre_hook(lambda m, a, k: calls.append(k), with_kwargs=True)
     a, b = shared.generate(prompts, sampling), unshared.generate(prompts, sampling)
@@ -140,6 +140,32 @@ def test_shared_prompt_generation_gives_the_same_samples(model_name, greedy):
     width = (calls[0].get("input_ids") if calls[0].get("input_ids") is not None
              else calls[0]["inputs_embeds"]).shape[0]  # fmt: skip
     assert width == len(prompts)
+
+
+@pytest.mark.parametrize("name", SPEECH_MODELS)
+def test_a_frozen_encoder_runs_once_per_utterance(name):
+    """Generation, reference and training passes reuse the frozen encoder's output per
+    utterance; log-probs and gradients equal those computed without the cache."""
+    cached, plain = build(name), build(name, extra={"encoder_cache": False})
+    assert plain.encoder_cache is None and build(name, train_encoder=True).encoder_cache is None
+    prompts = make_prompts(True)
+    for backend in (cached, plain):
+        backend.generate(prompts, SamplingConfig(num_samples=2, max_new_tokens=3))
+    ids, mask = fixed_completions(cached, len(prompts))
+    misses = cached.encoder_cache.misses
+    for reference in (False, True):
+        torch.testing.assert_close(
+            cached.logprobs(prompts, ids, mask, reference=reference),
+            plain.logprobs(prompts, ids, mask, reference=reference),
+            rtol=0,
+            atol=1e-5,
+        )
+    assert cached.encoder_cache.misses == misses and cached.encoder_cache.hits >= 2 * len(prompts)
+    grads = []
+    for backend in (cached, plain):
+        backend.logprobs(prompts, ids, mask, grad=True).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for _, p in backend._trainable]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
 def test_logprobs_are_computed_only_when_asked(model_name):
@@ -518,10 +544,12 @@ def test_missing_directory(tmp_path):
 
 @pytest.mark.parametrize("name", SPEECH_MODELS)
 def test_audio_too_long_names_the_prompt(name):
-    # Qwen2-Audio's encoder takes one 2 s window; the others take a configured maximum.
-    backend = build(name, extra={} if name == "tiny-qwen2-audio" else {"max_audio_seconds": 2.0})
-    prompts = [*make_prompts(True), Prompt("<audio> Too long.", tone(2.5), id="long-one")]
-    with pytest.raises(BackendError, match=r"prompt long-one: audio is 2\.50 s") as exc:
+    # Qwen2-Audio's layout takes one 30 s window; the others take a configured maximum.
+    window = name in ("tiny-qwen2-audio", "tiny-whisper-llama")
+    backend = build(name, extra={} if window else {"max_audio_seconds": 2.0})
+    seconds = 30.5 if window else 2.5
+    prompts = [*make_prompts(True), Prompt("<audio> Too long.", tone(seconds), id="long-one")]
+    with pytest.raises(BackendError, match=rf"prompt long-one: audio is {seconds:.2f} s") as exc:
         backend.generate(prompts, SAMPLING)
     one_line(exc)
 
