@@ -112,11 +112,20 @@ class Family:
         return kwargs
 
     def _check_placeholder(self) -> None:
+        special = set(getattr(self.tokenizer, "added_tokens_decoder", {}))
+        if self.token_id not in special | set(self.tokenizer.all_special_ids):
+            name = self.tokenizer.convert_ids_to_tokens(self.token_id)
+            raise BackendError(
+                f"the model's audio_token_id {self.token_id} is not a special token of its "
+                f"tokenizer (there it is {name!r}): give the model directory the tokenizer it "
+                "was saved with"
+            )
         ids = self.tokenizer(self.placeholder, add_special_tokens=False)["input_ids"]
         if ids.count(self.token_id) != 1:
             raise BackendError(
                 f"the tokenizer does not encode the audio placeholder {self.placeholder!r} with "
-                f"the model's audio_token_id {self.token_id}; tokenizer and model do not match"
+                f"the model's audio_token_id {self.token_id}: give the model directory the "
+                "tokenizer it was saved with (its audio token must be one special token)"
             )
 
 

@@ -203,6 +203,9 @@ class SpeechRecognition(Task):
             template=template,
         )
 
+    def template_values(self, example: Example) -> dict[str, str]:
+        return {}
+
 
 @rewardkit.hookimpl
 def register_tasks(register):

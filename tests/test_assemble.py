@@ -548,3 +548,31 @@ def test_assembled_model_trains_with_the_hf_backend(assembled):
     loss = -backend.logprobs(prompts, out.token_ids, out.mask, grad=True).sum()
     backend.backward(loss)
     assert backend.step()["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("task", ["spoken_qa", "speech_translation"])
+def test_assemble_then_train_through_the_cli(sources, spoken_data, tmp_path, task):
+    """`rewardkit model assemble` -> `rewardkit train` on the embedded spoken data, the seams a
+    new user crosses first: the assembled tokenizer's audio token is the task's own marker."""
+    from rewardkit.cli import build_cli
+    from rewardkit.registry import load_registry
+    from rewardkit.rundir import RunDir
+    from rewardkit.train import train_command
+
+    model = tmp_path / "model"
+    assert (
+        run("--encoder", str(sources[0]), "--llm", str(sources[1]), "--out", str(model)).exit_code
+        == 0
+    )
+    group = build_cli(load_registry(entry_points=False))
+    group.add_command(train_command)
+    out = tmp_path / "run"
+    args = ["train", "--model", str(model), "--task", task, "--data", str(spoken_data / task),
+            "--steps", "2", "--lora-r", "4", "--group-size", "2", "--max-new-tokens", "3",
+            "--batch-size", "2", "--eval-examples", "1", "--eval-interval", "1", "--no-progress",
+            "--no-plot", "--no-tensorboard", "--output-dir", str(out)]  # fmt: skip
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 0, result.output
+    rows = RunDir(out).read_metrics("train")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["num_tokens"] > 0 for r in rows)
+    assert RunDir(out).read_metrics("validation")

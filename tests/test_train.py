@@ -358,3 +358,77 @@ def test_embedded_data_follows_data_size(tmp_path, monkeypatch):
     for size in (10, 12, 10):
         folder = Path(resolve_data(make_config({"data_size": size})))
         assert len((folder / "train.jsonl").read_text().splitlines()) == size
+
+
+@pytest.mark.parametrize("task", ["spoken_qa", "speech_translation"])
+@pytest.mark.parametrize(
+    "model", ["tiny-qwen2-audio", "tiny-granite-speech", "tiny-voxtral", "tiny-whisper-llama"]
+)
+def test_every_family_trains_a_step_on_both_tasks_through_the_cli(
+    registry, spoken_data, tmp_path, model, task
+):
+    """CLI -> task (prompts with <audio>) -> backend (the family's placeholder) -> reward ->
+    run dir, for each model family and both built-in tasks."""
+    out = tmp_path / "run"
+    args = ["--model", model, "--task", task, "--data", str(spoken_data / task), "--steps", "1",
+            "--lora-r", "4", "--group-size", "2", "--max-new-tokens", "3", "--batch-size", "2",
+            "--eval-examples", "1", "--no-progress", "--no-plot", "--no-tensorboard",
+            "--output-dir", str(out)]  # fmt: skip
+    result = cli(registry, *args)
+    assert result.exit_code == 0, result.output
+    rows = RunDir(out).read_metrics("train")
+    assert [r["step"] for r in rows] == [1] and rows[0]["num_tokens"] > 0
+    assert (out / "checkpoints" / "step-000001" / "trainable.safetensors").is_file()
+
+
+def test_the_marker_is_where_the_audio_goes_and_never_reaches_the_model(spoken_data):
+    """The task's <audio> becomes the model's audio tokens at the marker's place, for a model
+    whose audio token is itself the string <audio> (the assembled layout) and one whose is not."""
+    from rewardkit.backends.hf import HFBackend
+    from rewardkit.plugins.speech_tasks import SpokenQA
+    from rewardkit.policy import ModelSpec, OptimizerConfig
+
+    example = SpokenQA().load(str(spoken_data / "spoken_qa"), "train").examples[0]
+    prompt = SpokenQA(templates="fixed").prompt(example)
+    before, after = prompt.text.split("<audio>")
+    for model in ("tiny-whisper-llama", "tiny-voxtral"):
+        backend = HFBackend.build(ModelSpec(model, lora_r=4), OptimizerConfig())
+        ids = backend._encode([prompt])[0].ids
+        audio = [i for i, t in enumerate(ids) if t == backend.audio.token_id]
+        assert audio == list(range(audio[0], audio[-1] + 1))  # one contiguous run
+        text_before = backend.tokenizer.decode(ids[: audio[0]])
+        text_after = backend.tokenizer.decode(ids[audio[-1] + 1 :])
+        assert text_before.endswith(before.rstrip()) or before.strip() in text_before
+        assert after.strip() in text_after and "<audio>" not in text_before + text_after
+
+
+def test_asr_aligns_on_transcripts_through_the_cli(registry, spoken_data, tmp_path):
+    """The alignment stage: SFT on the transcripts of the translation set's speech, projector
+    and LoRA trained; the references are the transcripts."""
+    from rewardkit.plugins.speech_tasks import SpeechRecognition, SpeechTranslation
+
+    folder = str(spoken_data / "speech_translation")
+    examples = SpeechRecognition().load(folder, "train").examples
+    translations = SpeechTranslation().load(folder, "train").examples
+    assert [e.references[0] for e in examples] == [e.source for e in translations]
+    assert "<audio>" in SpeechRecognition().prompt(examples[0]).text
+    out = tmp_path / "run"
+    args = ["--algo", "sft", "--task", "asr", "--model", "tiny-whisper-llama", "--data",
+            str(spoken_data / "speech_translation"), "--steps", "2", "--lora-r", "4",
+            "--batch-size", "2", "--eval-examples", "1", "--eval-metric", "bleu",
+            "--no-progress", "--no-plot", "--no-tensorboard", "--output-dir", str(out)]  # fmt: skip
+    result = cli(registry, *args)
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in RunDir(out).read_metrics("train")] == [1, 2]
+
+
+def test_asr_uses_the_embedded_translation_speech(monkeypatch, tmp_path):
+    import rewardkit.speech.make as make
+    from rewardkit.train import resolve_data
+
+    calls = []
+    monkeypatch.setattr(make, "default_out", lambda: tmp_path)
+    monkeypatch.setattr(make, "make_datasets", lambda out, **kw: calls.append(kw["task"]))
+    assert resolve_data(TrainConfig(task="asr")) == str(tmp_path / "speech_translation")
+    assert resolve_data(TrainConfig(task="spoken_qa")) == str(tmp_path / "spoken_qa")
+    assert calls == ["st", "qa"]

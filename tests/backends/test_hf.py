@@ -168,6 +168,35 @@ def test_a_frozen_encoder_runs_once_per_utterance(name):
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("text", "audio", "message"),
+    [
+        ("What is said?", True, r"prompt m: the text must hold <audio> exactly once.*found 0"),
+        (
+            "<audio> and <audio>",
+            True,
+            r"prompt m: the text must hold <audio> exactly once.*found 2",
+        ),
+        ("Listen to <audio>.", False, r"prompt m: the text has an <audio> marker but the prompt"),
+    ],
+)
+def test_the_audio_marker_is_checked(text, audio, message):
+    backend = build("tiny-whisper-llama")
+    prompt = Prompt(text, tone(1.0) if audio else None, id="m")
+    with pytest.raises(BackendError, match=message) as exc:
+        backend.generate([prompt], SAMPLING)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_tokenizer_without_the_audio_token_is_one_line(tmp_path):
+    parts = tiny.build_tiny("tiny-whisper-llama")
+    parts.tokenizer = tiny.build_tokenizer("causal_lm")  # no audio token
+    tiny.save_tiny(parts, tmp_path)
+    with pytest.raises(BackendError, match="tokenizer it was saved with") as exc:
+        build(str(tmp_path))
+    assert "\n" not in str(exc.value)
+
+
 def test_logprobs_are_computed_only_when_asked(model_name):
     backend = build(model_name)
     prompts = prompts_for(backend)
