@@ -43,6 +43,21 @@ MINILM = WheelAsset(
 #: The layer bert-score uses for every 6-layer BERT it knows (google/bert_uncased_L-6_H-*: 5).
 MINILM_LAYERS = 5
 
+#: Encoders trained on English text only: the default MiniLM and bert-score's English models.
+#: Another model's languages are not known here (multilingual ones cover many).
+ENGLISH_MODELS = frozenset(
+    {
+        "minilm",
+        "roberta-base",
+        "roberta-large",
+        "bert-base-uncased",
+        "bert-large-uncased",
+        "distilbert-base-uncased",
+        "microsoft/deberta-large-mnli",
+        "microsoft/deberta-xlarge-mnli",
+    }
+)
+
 #: Padded tokens per forward pass: batch_size x this (64 x 128 by default).
 TOKENS_PER_SENTENCE = 128
 
@@ -133,6 +148,7 @@ class BertScore(rewardkit.Reward):
             raise ValueError("device=cuda but torch sees no CUDA device; use device=cpu or auto")
 
         self.model_name = model
+        self.languages = ("en",) if model in ENGLISH_MODELS else None
         self.model_path = self._resolve_model(model)
         if num_layers is None:
             if model == "minilm":

@@ -33,6 +33,25 @@ def _streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
     return [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
 
 
+def _resampler(metric, name, hypotheses, references, higher_is_better=True):
+    """Corpus scores of resampled corpora from per-segment sufficient statistics, extracted
+    once: the counts-weighted sum of the statistics, scored as sacrebleu's corpus_score scores
+    their plain sum (sacrebleu's own bootstrap does the same)."""
+    import numpy as np
+
+    segment_stats = np.array(
+        metric._extract_corpus_statistics(list(hypotheses), _streams(references)), dtype=float
+    )
+    signature = str(metric.get_signature())
+
+    def resample(counts):
+        totals = np.asarray(counts, dtype=float) @ segment_stats
+        score = metric._compute_score_from_stats(totals.tolist()).score
+        return rewardkit.CorpusScore(name, score, signature, higher_is_better)
+
+    return resample
+
+
 #: Entries a per-reward cache (BLEU's word tokenisations and scores) holds before it is emptied.
 _CACHE_LIMIT = 1 << 17
 
@@ -207,6 +226,9 @@ class Bleu(rewardkit.GroupwiseReward):
         result = self.corpus_metric.corpus_score(list(hypotheses), _streams(references))
         return rewardkit.CorpusScore("BLEU", result.score, str(self.corpus_metric.get_signature()))
 
+    def corpus_resampler(self, hypotheses, references):
+        return _resampler(self.corpus_metric, "BLEU", hypotheses, references)
+
 
 class Chrf(rewardkit.GroupwiseReward):
     """Sentence chrF (sacrebleu), divided by 100; chrF++ with word_order=2. Range [0, 1], higher is
@@ -347,6 +369,9 @@ class Chrf(rewardkit.GroupwiseReward):
         result = self.metric.corpus_score(list(hypotheses), _streams(references))
         return rewardkit.CorpusScore("chrF", result.score, str(self.metric.get_signature()))
 
+    def corpus_resampler(self, hypotheses, references):
+        return _resampler(self.metric, "chrF", hypotheses, references)
+
 
 class Ter(rewardkit.GroupwiseReward):
     """TER as a reward: 1 - min(TER, 1) by default, or 1 / (1 + TER) with mapping=inverse.
@@ -394,7 +419,11 @@ class Ter(rewardkit.GroupwiseReward):
 
     def corpus_score(self, hypotheses, references):
         result = self.metric.corpus_score(list(hypotheses), _streams(references))
-        return rewardkit.CorpusScore("TER", result.score, str(self.metric.get_signature()))
+        signature = str(self.metric.get_signature())
+        return rewardkit.CorpusScore("TER", result.score, signature, higher_is_better=False)
+
+    def corpus_resampler(self, hypotheses, references):
+        return _resampler(self.metric, "TER", hypotheses, references, higher_is_better=False)
 
 
 @rewardkit.hookimpl

@@ -347,7 +347,21 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
 @click.option(
     "--human",
     type=click.Path(path_type=Path),
-    help="JSONL of human judgments: id, system, hypothesis, score (higher is better).",
+    help="JSONL or TSV (a header row) of human judgments: id, system, hypothesis, score "
+    "(higher is better; empty or NaN: unrated, left out). Runs the human agreement section.",
+)
+@click.option(
+    "--aggregate",
+    type=click.Choice(["mean", "median"]),
+    help="Combine several judgments of one (id, system), e.g. several raters, by their mean or "
+    "median. Without it such duplicates are an error.",
+)
+@click.option(
+    "--sections",
+    metavar="LIST",
+    help="Comma-separated sections to run: cost, discrimination, ladders, probes, agreement, "
+    "human. Default: all (human with --human). `--sections human` alone is fast and works for "
+    "any language; the other sections corrupt references in de or en only.",
 )
 @click.option(
     "--items",
@@ -386,6 +400,8 @@ def bench_command(
     rewards: tuple[str, ...],
     data: Path | None,
     human: Path | None,
+    aggregate: str | None,
+    sections: str | None,
     items: int,
     steps: int,
     group_size: int,
@@ -393,11 +409,13 @@ def bench_command(
     seed: int,
     output_dir: Path,
 ) -> None:
-    """Compare rewards as GRPO uses them: cost, ties, monotonicity, hacking probes, agreement."""
+    """Compare rewards as GRPO uses them: cost, ties, monotonicity, hacking probes, agreement,
+    and with --human their agreement with human judgments (acc_eq with ties as WMT23 computes
+    it, Kendall tau_b, system-level Pearson and Kendall)."""
     from rich.progress import Progress
 
     from rewardkit.bench.report import print_table, write_report
-    from rewardkit.bench.run import BenchConfig, run_bench
+    from rewardkit.bench.run import BenchConfig, progress_total, run_bench
 
     if not rewards:
         rewards = tuple(e.name for e in registry.entries("reward") if not e.obj.unavailable())
@@ -406,6 +424,10 @@ def bench_command(
         rewards=rewards,
         data=data,
         human=human,
+        aggregate=aggregate,
+        sections=None
+        if sections is None
+        else tuple(x.strip() for x in sections.split(",") if x.strip()),
         items=items,
         steps=steps,
         group_size=group_size,
@@ -415,7 +437,7 @@ def bench_command(
         output_dir=output_dir,
     )
     with Progress(transient=True) as progress:
-        task = progress.add_task("bench", total=3 * len(rewards))
+        task = progress.add_task("bench", total=progress_total(config))
 
         def advance(stage: str) -> None:
             progress.update(task, advance=1, description=stage)

@@ -62,11 +62,13 @@ class RewardOutput:
 
 @dataclass(frozen=True)
 class CorpusScore:
-    """A corpus-level score in the metric's usual scale, e.g. BLEU 0-100, with its signature."""
+    """A corpus-level score in the metric's usual scale, e.g. BLEU 0-100, with its signature;
+    ``higher_is_better`` is false for error rates such as TER."""
 
     metric: str
     score: float
     signature: str | None = None
+    higher_is_better: bool = True
 
     def format(self) -> str:
         text = f"{self.metric} = {self.score:.2f}"
@@ -86,6 +88,10 @@ class Reward(Configurable, ABC):
     #: Closed interval of possible scores, and whether higher is better (always true for a reward).
     range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     higher_is_better: ClassVar[bool] = True
+    #: Language codes the reward's model was trained on (BERTScore with an English encoder:
+    #: ("en",)); None when it covers any language or nobody knows. ``rewardkit bench`` warns when
+    #: the data's language is not among them.
+    languages: tuple[str, ...] | None = None
     #: Set by the registry: the plugin that registered the reward, and the spec it was built from.
     plugin: str = "?"
     spec: str = ""
@@ -99,6 +105,24 @@ class Reward(Configurable, ABC):
     ) -> CorpusScore | None:
         """The metric's corpus-level score, if it has one (``references[i]`` belong to hyp i)."""
         return None
+
+    def corpus_resampler(
+        self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+    ) -> Callable[[Sequence[int]], CorpusScore | None] | None:
+        """For bootstrap intervals: a function of per-segment counts (segment i repeated
+        ``counts[i]`` times) giving the corpus score of that resampled corpus; None when the
+        reward has no corpus score. This default calls :meth:`corpus_score` on each resample;
+        metrics with sufficient statistics (BLEU, chrF, TER) override it to sum them instead."""
+        if self.corpus_score(hypotheses, references) is None:
+            return None
+
+        def resample(counts: Sequence[int]) -> CorpusScore | None:
+            picked = [i for i, c in enumerate(counts) for _ in range(int(c))]
+            return self.corpus_score(
+                [hypotheses[i] for i in picked], [references[i] for i in picked]
+            )
+
+        return resample
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -206,6 +230,12 @@ class WeightedSum(Reward):
 
     def corpus_score(self, hypotheses, references):
         return None
+
+    @property
+    def languages(self) -> tuple[str, ...] | None:  # type: ignore[override]
+        """The languages every part's model covers (None when no part restricts them)."""
+        known = [set(r.languages) for _, _, r in self.parts if r.languages is not None]
+        return tuple(sorted(set.intersection(*known))) if known else None
 
 
 # --- Spec parsing -------------------------------------------------------------------------------

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats as _st
 
 __all__ = [
+    "AVERAGE_BY",
+    "Interval",
+    "PairTable",
+    "TieCalibration",
     "bootstrap_ci",
     "discrimination",
     "kendall_tau_b",
@@ -22,7 +28,7 @@ __all__ = [
     "pairwise_accuracy",
     "pearson",
     "spearman",
-    "system_level_pearson",
+    "system_level",
     "tie_calibrated_pairwise_accuracy",
 ]
 
@@ -103,95 +109,238 @@ def discrimination(scores: Sequence[Sequence[float]], tol: float = 1e-12) -> dic
     }
 
 
-def _as_matrix(groups: Sequence[Sequence[float]], width: int) -> np.ndarray:
-    """Groups as rows of a float matrix, padded with NaN to ``width`` columns."""
-    try:
-        out = np.asarray(groups, dtype=float)
-        if out.ndim == 2 and out.shape[1] == width:
-            return out
-    except ValueError:  # ragged
-        pass
-    out = np.full((len(groups), width), np.nan)
-    for k, group in enumerate(groups):
-        out[k, : len(group)] = group
-    return out
+# --- pairwise accuracy with ties (acc_eq) --------------------------------------------------------
+
+#: How acc_eq averages, as mt-metrics-eval's ``average_by`` names it: "item" (WMT23's segment-level
+#: acc_eq and this bench's default) averages per-item accuracies; "none" pools every scored
+#: translation into one set, pairs across items included.
+AVERAGE_BY = ("item", "none")
+
+#: A tie calibration that makes at least this share of pairs metric ties gets a warning.
+MOSTLY_TIES = 0.9
 
 
-def _item_pairs(
-    metric: Sequence[Sequence[float]], human: Sequence[Sequence[float]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every within-item pair (i < j) of translations with a human score, pooled over items.
+@dataclass(frozen=True)
+class TieCalibration:
+    """acc_eq with tie calibration, and the numbers that make it readable.
 
-    Returns ``diff`` (|m_i - m_j|), ``human_tie`` (h_i == h_j) and ``same_order`` (the human
-    scores differ and the metric orders the pair the same way).
+    ``accuracy``: acc_eq at ``epsilon``, the smallest threshold reaching the best accuracy;
+    ``untied``: acc_eq at epsilon 0 (only exactly equal metric scores tie; no calibration);
+    ``all_ties``: acc_eq of a metric that ties every pair, i.e. the share of pairs humans tie,
+    a baseline that needs no metric at all; ``tied_share``: share of pairs ``epsilon`` makes metric
+    ties. Shares and accuracies weigh pairs as the averaging does (with "item", each item's
+    pairs weigh 1 / its number of pairs). ``pairs``: pairs compared; ``groups``: items (or the one
+    pool) with at least one pair. Every float is nan when there are no pairs.
     """
+
+    accuracy: float
+    epsilon: float
+    untied: float
+    all_ties: float
+    tied_share: float
+    pairs: int
+    groups: int
+
+    @property
+    def mostly_ties(self) -> bool:
+        """Whether calibration made (nearly) every pair a metric tie (``tied_share`` >= 0.9)."""
+        return self.tied_share >= MOSTLY_TIES
+
+
+def _scored_rows(
+    metric: Sequence[Sequence[float]], human: Sequence[Sequence[float]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per item, the metric and human scores of the translations humans scored (NaN: unscored)."""
     _check_groups(metric, human)
-    width = max((len(g) for g in human), default=0)
-    if width < 2:
-        return np.empty(0), np.empty(0, dtype=bool), np.empty(0, dtype=bool)
-    m, h = _as_matrix(metric, width), _as_matrix(human, width)
-    scored = ~np.isnan(h)  # padding is NaN too
-    bad = np.flatnonzero((scored & np.isnan(m)).any(axis=1))
-    if bad.size:
-        raise ValueError(f"item {bad[0]} has a NaN metric score for a translation humans scored")
-    i, j = np.triu_indices(width, 1)
-    dm, dh = m[:, i] - m[:, j], h[:, i] - h[:, j]
-    if scored.all():
-        dm, dh = dm.ravel(), dh.ravel()
-    else:
-        valid = scored[:, i] & scored[:, j]
-        dm, dh = dm[valid], dh[valid]
-    return np.abs(dm), dh == 0, (dh != 0) & (np.sign(dm) == np.sign(dh))
+    rows = []
+    for k, (m_row, h_row) in enumerate(zip(metric, human)):
+        m, h = np.asarray(m_row, dtype=float), np.asarray(h_row, dtype=float)
+        scored = ~np.isnan(h)
+        if np.isnan(m[scored]).any():
+            raise ValueError(f"item {k} has a NaN metric score for a translation humans scored")
+        rows.append((m[scored], h[scored]))
+    return rows
+
+
+def _pair_differences(m: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """m_i - m_j and h_i - h_j over every pair i < j (row by row when there are many)."""
+    if m.size <= 256:
+        i, j = np.triu_indices(m.size, 1)
+        return m[i] - m[j], h[i] - h[j]
+    dm = [m[i] - m[i + 1 :] for i in range(m.size - 1)]
+    dh = [h[i] - h[i + 1 :] for i in range(h.size - 1)]
+    return np.concatenate(dm), np.concatenate(dh)
+
+
+class PairTable:
+    """Every pair of scored translations acc_eq compares, in three classes sorted by metric
+    difference |m_i - m_j|: pairs humans tie ("tie"), pairs humans order and the metric orders
+    strictly the same way ("agree"), and the rest ("other": the metric orders them the other way,
+    or ties them exactly). acc_eq at epsilon counts "tie" pairs with difference <= epsilon plus
+    "agree" pairs with difference > epsilon.
+
+    ``average_by="item"`` makes pairs within each item (a row of ``metric``/``human``);
+    ``"none"`` pools every scored translation (NaN human scores are left out) into one set.
+    """
+
+    CLASSES = ("tie", "agree", "other")
+
+    def __init__(
+        self,
+        metric: Sequence[Sequence[float]],
+        human: Sequence[Sequence[float]],
+        average_by: str = "item",
+    ):
+        if average_by not in AVERAGE_BY:
+            raise ValueError(
+                f"average_by must be one of {', '.join(AVERAGE_BY)}, not {average_by!r}"
+            )
+        rows = _scored_rows(metric, human)
+        if average_by == "none":
+            rows = [tuple(np.concatenate(side) for side in zip(*rows))] if rows else []
+        self.average_by = average_by
+        self.group_pairs = np.array([m.size * (m.size - 1) // 2 for m, _ in rows], dtype=np.int64)
+        parts: dict[str, list[tuple[np.ndarray, int]]] = {c: [] for c in self.CLASSES}
+        for g, (m, h) in enumerate(rows):
+            if m.size < 2:
+                continue
+            dm, dh = _pair_differences(m, h)
+            tie = dh == 0
+            agree = ~tie & (np.sign(dm) == np.sign(dh))
+            for name, mask in zip(self.CLASSES, (tie, agree, ~(tie | agree))):
+                parts[name].append((np.abs(dm[mask]), g))
+        self.diffs: dict[str, np.ndarray] = {}
+        self.groups: dict[str, np.ndarray | None] = {}
+        for name, blocks in parts.items():
+            diff = np.concatenate([d for d, _ in blocks]) if blocks else np.empty(0)
+            if average_by == "none":  # one group: no group ids to carry along
+                diff.sort()
+                self.diffs[name], self.groups[name] = diff, None
+            else:
+                group = (
+                    np.concatenate([np.full(d.size, g, np.int32) for d, g in blocks])
+                    if (blocks)
+                    else np.empty(0, np.int32)
+                )
+                order = np.argsort(diff, kind="stable")
+                self.diffs[name], self.groups[name] = diff[order], group[order]
+
+    @property
+    def pairs(self) -> int:
+        return int(self.group_pairs.sum())
+
+    def _cumulative(self, counts: np.ndarray | None) -> tuple[dict[str, np.ndarray], float, int]:
+        """Cumulative pair weights per class, their total, and the groups that count."""
+        if self.average_by == "none":  # every pair weighs 1: exact integer sums
+            cum = {c: np.arange(1, d.size + 1, dtype=float) for c, d in self.diffs.items()}
+            return cum, float(self.pairs), int(self.pairs > 0)
+        if counts is None:
+            counts = np.ones(self.group_pairs.size)
+        has_pairs = self.group_pairs > 0
+        weight = np.where(has_pairs, counts / np.maximum(self.group_pairs, 1), 0.0)
+        cum = {c: np.cumsum(weight[g]) for c, g in self.groups.items()}
+        return cum, float(np.sum(counts[has_pairs])), int(np.count_nonzero(counts[has_pairs]))
+
+    def _below(self, cum: dict[str, np.ndarray], name: str, eps: np.ndarray) -> np.ndarray:
+        """Weight of the pairs of a class whose difference is <= each eps."""
+        idx = np.searchsorted(self.diffs[name], eps, side="right")
+        padded = np.concatenate([[0.0], cum[name]])
+        return padded[idx]
+
+    def _share(self, parts: Sequence[tuple[str, bool]], eps: float, counts: Any) -> float:
+        """Weighted share of the pairs in ``parts`` ((class, below): the class's pairs whose
+        difference is <= eps when below, > eps otherwise): per group an exact count over its
+        pairs, then the weighted mean, so that e.g. a perfect metric gets exactly 1."""
+        n_groups = self.group_pairs.size
+        hits = np.zeros(n_groups)
+        for name, below in parts:
+            cut = np.searchsorted(self.diffs[name], eps, side="right")
+            part = slice(0, cut) if below else slice(cut, None)
+            if self.groups[name] is None:
+                hits[0] += self.diffs[name][part].size
+            else:
+                hits += np.bincount(self.groups[name][part], minlength=n_groups)
+        has_pairs = self.group_pairs > 0
+        weight = np.ones(n_groups) if counts is None else np.asarray(counts, dtype=float)
+        weight = np.where(has_pairs, weight, 0.0)
+        share = hits[has_pairs] / self.group_pairs[has_pairs]
+        return math.fsum(weight[has_pairs] * share) / math.fsum(weight[has_pairs])
+
+    def accuracy(self, epsilon: float, counts: np.ndarray | None = None) -> float:
+        """acc_eq at a given threshold: metric differences <= epsilon are ties."""
+        if not epsilon >= 0:
+            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        if self._cumulative(counts)[1] == 0:
+            return math.nan
+        return self._share([("tie", True), ("agree", False)], epsilon, counts)
+
+    def calibrate(self, counts: np.ndarray | None = None) -> TieCalibration:
+        """The tie calibration; ``counts[g]`` weighs group g (a bootstrap resample's draws).
+
+        The candidate thresholds are 0 and every "tie" pair's difference: between two of them
+        acc_eq cannot rise, so the smallest best threshold is always among them. The sweep sums
+        floats, so accuracies within 1e-12 of the best count as the best; the numbers returned
+        are then counted exactly at the chosen threshold.
+        """
+        cum, norm, groups = self._cumulative(counts)
+        if norm == 0:
+            return TieCalibration(*(math.nan,) * 5, pairs=self.pairs, groups=0)
+        eps = np.concatenate([[0.0], np.unique(self.diffs["tie"])])
+        agree_total = cum["agree"][-1] if cum["agree"].size else 0.0
+        acc = (self._below(cum, "tie", eps) + agree_total - self._below(cum, "agree", eps)) / norm
+        best = float(eps[int(np.flatnonzero(acc >= acc.max() - 1e-12)[0])])
+        return TieCalibration(
+            accuracy=self.accuracy(best, counts),
+            epsilon=best,
+            untied=self.accuracy(0.0, counts),
+            all_ties=self._share([("tie", True)], math.inf, counts),
+            tied_share=self._share([(c, True) for c in self.CLASSES], best, counts),
+            pairs=self.pairs,
+            groups=groups,
+        )
 
 
 def pairwise_accuracy(
-    metric: Sequence[Sequence[float]], human: Sequence[Sequence[float]], epsilon: float = 0.0
+    metric: Sequence[Sequence[float]],
+    human: Sequence[Sequence[float]],
+    epsilon: float = 0.0,
+    average_by: str = "item",
 ) -> float:
-    """WMT23 pairwise accuracy with ties, acc_eq (Deutsch, Foster & Freitag 2023, "Ties Matter"),
-    within items.
+    """WMT23 pairwise accuracy with ties, acc_eq (Deutsch, Foster & Freitag 2023, "Ties Matter").
 
-    Over every pair of translations of the same item, the metric and humans agree when both call
-    it a tie (metric: |m_i - m_j| <= epsilon; human: equal scores) or both order it the same way.
-    Accuracy is agreements / pairs, pooled over items (an item weighs by its number of pairs;
-    mt-metrics-eval averages per-item accuracies instead, which is the same when every item has
-    as many scored translations). A NaN human score marks a translation as unscored: it is left
-    out. nan when there are no pairs.
+    A pair of translations agrees when metric and humans both call it a tie (metric:
+    |m_i - m_j| <= epsilon; humans: equal scores) or both order it the same way. With
+    ``average_by="item"`` (the default, as in WMT23) pairs are made within each item (a row) and
+    the per-item accuracies are averaged, items without a pair left out; with ``"none"`` every
+    scored translation is pooled and paired with every other. A NaN human score marks a
+    translation as unscored: it is left out. nan when there are no pairs.
     """
     if not epsilon >= 0:
         raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-    diff, human_tie, same_order = _item_pairs(metric, human)
-    if diff.size == 0:
-        return math.nan
-    agree = np.where(diff <= epsilon, human_tie, same_order)
-    return int(agree.sum()) / diff.size
+    return PairTable(metric, human, average_by).accuracy(epsilon)
 
 
 def tie_calibrated_pairwise_accuracy(
-    metric: Sequence[Sequence[float]], human: Sequence[Sequence[float]]
-) -> tuple[float, float]:
-    """Tie calibration ("Ties Matter"): the best :func:`pairwise_accuracy` over epsilon, and the
-    smallest epsilon reaching it.
+    metric: Sequence[Sequence[float]],
+    human: Sequence[Sequence[float]],
+    average_by: str = "item",
+) -> TieCalibration:
+    """Tie calibration ("Ties Matter"; mt-metrics-eval's ``KendallWithTiesOpt``, variant
+    acc23, sample_rate 1): the best :func:`pairwise_accuracy` over epsilon, one epsilon shared
+    by all items, and the smallest epsilon reaching it. O(P log P) for P pairs."""
+    return PairTable(metric, human, average_by).calibrate()
 
-    Candidates are 0 and every distinct within-item |m_i - m_j|; one sorted sweep over the pairs
-    (O(P log P)) scores them all. ``(nan, nan)`` when there are no pairs.
-    """
-    diff, human_tie, same_order = _item_pairs(metric, human)
-    if diff.size == 0:
-        return math.nan, math.nan
-    order = np.argsort(diff)  # ties among equal diffs need no stable order
-    diff = diff[order]
-    # Agreements when the first k+1 sorted pairs are metric ties: those agree if humans tie,
-    # the rest if humans order them the same way.
-    ties_below = np.cumsum(human_tie[order])
-    orders_below = np.cumsum(same_order[order])
-    agree = ties_below + (orders_below[-1] - orders_below)
-    last = np.flatnonzero(np.append(diff[1:] != diff[:-1], True))  # last pair of each value
-    epsilons, counts = diff[last], agree[last]
-    if epsilons[0] > 0:  # epsilon = 0 makes no pair a metric tie
-        epsilons = np.insert(epsilons, 0, 0.0)
-        counts = np.insert(counts, 0, orders_below[-1])
-    best = int(np.argmax(counts))  # first maximum: the smallest epsilon
-    return int(counts[best]) / diff.size, float(epsilons[best])
+
+# --- bootstrap and system level ------------------------------------------------------------------
+
+
+class Interval(NamedTuple):
+    """A bootstrap interval and how many resamples gave an undefined (nan) statistic; those are
+    left out of the percentiles, so a large count means the interval describes fewer resamples."""
+
+    low: float
+    high: float
+    undefined: int
 
 
 def bootstrap_ci(
@@ -201,45 +350,38 @@ def bootstrap_ci(
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
-) -> tuple[float, float]:
+    estimate: float | None = None,
+) -> Interval:
     """Percentile bootstrap CI of ``statistic(indices)`` over n items.
 
-    Each resample draws n item indices with replacement from ``Generator(PCG64(seed))``; nan
-    results are ignored; ``(nan, nan)`` when all are nan.
+    Each resample draws n item indices with replacement from ``Generator(PCG64(seed))``. nan
+    results are counted in ``undefined`` and left out; the ends are nan when all are nan. When
+    ``estimate`` (the statistic on the full data) is nan there is nothing to bracket: no
+    resampling, a nan interval.
     """
     if n < 1 or resamples < 1:
         raise ValueError(f"need n >= 1 and resamples >= 1, got n={n}, resamples={resamples}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if estimate is not None and math.isnan(estimate):
+        return Interval(math.nan, math.nan, 0)
     rng = np.random.Generator(np.random.PCG64(seed))
     values = np.array([float(statistic(rng.integers(0, n, size=n))) for _ in range(resamples)])
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return math.nan, math.nan
+    defined = values[~np.isnan(values)]
+    undefined = int(values.size - defined.size)
+    if defined.size == 0:
+        return Interval(math.nan, math.nan, undefined)
     alpha = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [alpha, 100 - alpha])
-    return float(low), float(high)
+    low, high = np.percentile(defined, [alpha, 100 - alpha])
+    return Interval(float(low), float(high), undefined)
 
 
-def system_level_pearson(
-    metric: Mapping[str, Sequence[float]], human: Mapping[str, Sequence[float]]
-) -> float:
-    """Pearson's r over systems between the mean metric and the mean human score.
-
-    ``metric[s][k]`` and ``human[s][k]`` score segment k of system s. Segments without a human
-    score (NaN) are left out of both means, so they cover the same segments; a system with no
-    human score at all is left out. nan with fewer than 2 systems or a constant side.
-    """
+def system_level(metric: Mapping[str, float], human: Mapping[str, float]) -> tuple[float, float]:
+    """Pearson's r and Kendall's tau_b over systems between system-level metric and human
+    scores (``metric[s]``: system s's score, e.g. its corpus BLEU). Systems with a nan score on
+    either side are left out; nan with fewer than 2 systems left or a constant side."""
     if set(metric) != set(human):
         raise ValueError(f"systems differ: {sorted(set(metric) ^ set(human))} are on one side only")
-    metric_means, human_means = [], []
-    for system, m_scores in metric.items():
-        m = np.asarray(m_scores, dtype=float)
-        h = np.asarray(human[system], dtype=float)
-        if m.shape != h.shape:
-            raise ValueError(f"system {system!r}: {m.size} metric scores but {h.size} human")
-        scored = ~np.isnan(h)
-        if scored.any():
-            metric_means.append(float(m[scored].mean()))
-            human_means.append(float(h[scored].mean()))
-    return pearson(metric_means, human_means)
+    keep = [s for s in metric if not (math.isnan(metric[s]) or math.isnan(human[s]))]
+    x, y = [metric[s] for s in keep], [human[s] for s in keep]
+    return pearson(x, y), kendall_tau_b(x, y)

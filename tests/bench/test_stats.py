@@ -157,9 +157,35 @@ ITEM_2_HUMAN = [2.0, 2.0, 5.0]
 def test_pairwise_accuracy_worked_example(no_warnings):
     assert stats.pairwise_accuracy([ITEM_1_METRIC], [ITEM_1_HUMAN]) == pytest.approx(4 / 6)
     assert stats.pairwise_accuracy([ITEM_2_METRIC], [ITEM_2_HUMAN]) == pytest.approx(1 / 3)
-    # Pooled over items: (4 + 1) / (6 + 3) = 5/9, not the mean of per-item accuracies (1/2).
+    # Averaged over items (the default, WMT23's average_by="item"): (4/6 + 1/3) / 2 = 1/2,
+    # not the pooled share of pairs (4 + 1) / (6 + 3) = 5/9.
     both = stats.pairwise_accuracy([ITEM_1_METRIC, ITEM_2_METRIC], [ITEM_1_HUMAN, ITEM_2_HUMAN])
-    assert both == pytest.approx(5 / 9)
+    assert both == pytest.approx(1 / 2)
+
+
+def test_average_by_none_pairs_across_items(no_warnings):
+    metric, human = [[0.5, 0.25], [0.75, 0.5]], [[1.0, 0.0], [1.0, 1.0]]
+    # item: A's one pair agrees, B's humans tie what the metric orders -> (1 + 0) / 2.
+    assert stats.pairwise_accuracy(metric, human) == pytest.approx(0.5)
+    # none: segments m = [0.5, 0.25, 0.75, 0.5], h = [1, 0, 1, 1], six pairs:
+    #   (0,1) agree  (0,2) humans tie, metric orders: no  (0,3) both tie (0 diff): yes
+    #   (1,2) agree  (1,3) agree  (2,3) humans tie, metric orders: no        -> 4/6
+    assert stats.pairwise_accuracy(metric, human, average_by="none") == pytest.approx(4 / 6)
+    # Calibrated: epsilon 0.25 turns (0,2), (2,3) into agreeing ties but (0,1), (1,3) into
+    # disagreeing ones: 4/6 again, so the smallest epsilon, 0, wins. Humans tie 3 of 6 pairs;
+    # epsilon 0 ties 1 ((0,3)).
+    pooled = stats.tie_calibrated_pairwise_accuracy(metric, human, "none")
+    assert pooled == stats.TieCalibration(
+        accuracy=pytest.approx(4 / 6),
+        epsilon=0.0,
+        untied=pytest.approx(4 / 6),
+        all_ties=pytest.approx(0.5),
+        tied_share=pytest.approx(1 / 6),
+        pairs=6,
+        groups=1,
+    )
+    with pytest.raises(ValueError, match="average_by"):
+        stats.pairwise_accuracy(metric, human, average_by="sys")
 
 
 def test_pairwise_accuracy_epsilon_makes_metric_ties(no_warnings):
@@ -175,7 +201,8 @@ def test_pairwise_accuracy_epsilon_makes_metric_ties(no_warnings):
 
 
 def test_pairwise_accuracy_skips_nan_human_scores(no_warnings):
-    # Translation 4 of item 1 is unscored; item 2 has one scored translation: no pairs.
+    # Translation 4 of item 1 is unscored; item 2 has one scored translation: no pairs, so it
+    # is left out of the average too.
     metric = [[*ITEM_1_METRIC, 0.3], [0.1, 0.2]]
     human = [[*ITEM_1_HUMAN, NAN], [NAN, 4.0]]
     assert stats.pairwise_accuracy(metric, human) == pytest.approx(4 / 6)
@@ -183,12 +210,17 @@ def test_pairwise_accuracy_skips_nan_human_scores(no_warnings):
     metric_arr = np.array([[*ITEM_1_METRIC, NAN], [0.1, 0.2, 0.3, 0.4, 0.5]])
     human_arr = np.array([[*ITEM_1_HUMAN, NAN], [NAN, 4.0, NAN, NAN, NAN]])
     assert stats.pairwise_accuracy(metric_arr, human_arr) == pytest.approx(4 / 6)
+    assert stats.tie_calibrated_pairwise_accuracy(metric, human).groups == 1
 
 
 def test_pairwise_accuracy_no_pairs_is_nan(no_warnings):
     assert math.isnan(stats.pairwise_accuracy([[0.5], [0.1, 0.2]], [[1.0], [NAN, 2.0]]))
     assert math.isnan(stats.pairwise_accuracy([], []))
-    assert all(math.isnan(v) for v in stats.tie_calibrated_pairwise_accuracy([[1.0]], [[2.0]]))
+    for average_by in stats.AVERAGE_BY:
+        none = stats.tie_calibrated_pairwise_accuracy([[1.0]], [[2.0]], average_by)
+        assert (none.pairs, none.groups) == (0, 0)
+        assert all(math.isnan(v) for v in (none.accuracy, none.epsilon, none.all_ties))
+        assert not none.mostly_ties
 
 
 def test_pairwise_accuracy_rejects_bad_input():
@@ -215,35 +247,134 @@ def test_tie_calibration_by_hand(no_warnings):
     # eps 0.25:  (0,2) agrees too, but (2,3) becomes a tie humans order        -> 5/6
     # eps 0.375: (1,3) becomes a tie humans order                              -> 4/6
     # eps 0.5:   (0,3) too                                                     -> 3/6
-    # Best 5/6, first reached at 0.125.
-    accuracy, epsilon = stats.tie_calibrated_pairwise_accuracy(metric, human)
-    assert accuracy == pytest.approx(5 / 6)
-    assert epsilon == 0.125
+    # Best 5/6, first reached at 0.125, which ties 2 of 6 pairs; humans tie 3 of 6.
+    result = stats.tie_calibrated_pairwise_accuracy(metric, human)
+    assert result.accuracy == pytest.approx(5 / 6)
+    assert result.epsilon == 0.125
+    assert result.untied == pytest.approx(3 / 6)
+    assert result.all_ties == pytest.approx(3 / 6)
+    assert result.tied_share == pytest.approx(2 / 6)
+    assert (result.pairs, result.groups, result.mostly_ties) == (6, 1, False)
     for eps, expected in [(0, 3), (0.125, 5), (0.25, 5), (0.375, 4), (0.5, 3)]:
         assert stats.pairwise_accuracy(metric, human, eps) == pytest.approx(expected / 6)
 
 
+def test_tie_calibration_that_ties_every_pair(no_warnings):
+    # MQM-like: three error-free translations (0) and one with an error (-1) that the metric
+    # ranks above two of them. metric [0.25, 0.5, 0.75, 0.625]:
+    #   (0,1) 0.25 tie  (0,2) 0.5 tie  (1,2) 0.25 tie  humans tie these three
+    #   (0,3) 0.375 discordant  (1,3) 0.125 discordant  (2,3) 0.125 concordant
+    # eps 0: only (2,3) agrees -> 1/6; eps 0.125: (2,3) becomes a tie -> 0; eps 0.25: (0,1),
+    # (1,2) agree -> 2/6; eps 0.375: 2/6; eps 0.5: (0,2) too -> 3/6, every pair a metric tie.
+    # acc_eq = the all-ties baseline 3/6, far from the untied 1/6: the case to warn about.
+    result = stats.tie_calibrated_pairwise_accuracy([[0.25, 0.5, 0.75, 0.625]], [[0, 0, 0, -1]])
+    assert (result.accuracy, result.epsilon) == (pytest.approx(0.5), 0.5)
+    assert result.all_ties == pytest.approx(0.5)
+    assert result.untied == pytest.approx(1 / 6)
+    assert result.tied_share == 1.0
+    assert result.mostly_ties
+
+
 def test_tie_calibration_keeps_zero_when_ties_hurt(no_warnings):
     # No metric ties and none wanted: eps 0 -> 3/3; eps 1 -> (0,1), (1,2) disagree -> 1/3.
-    assert stats.tie_calibrated_pairwise_accuracy([[3, 2, 1]], [[3, 2, 1]]) == (1.0, 0.0)
+    result = stats.tie_calibrated_pairwise_accuracy([[3, 2, 1]], [[3, 2, 1]])
+    assert (result.accuracy, result.epsilon, result.all_ties) == (1.0, 0.0, 0.0)
     # An exact metric tie humans share: eps 0 already gets all 3 pairs.
-    assert stats.tie_calibrated_pairwise_accuracy([[1, 1, 0]], [[5, 5, 0]]) == (1.0, 0.0)
+    result = stats.tie_calibrated_pairwise_accuracy([[1, 1, 0]], [[5, 5, 0]])
+    assert (result.accuracy, result.epsilon, result.tied_share) == (1.0, 0.0, pytest.approx(1 / 3))
 
 
 def test_tie_calibration_two_items(no_warnings):
-    # Items 1 and 2 above; candidates 0, 0.25, 0.5, 0.75. Agreements (item 1 + item 2) / 9:
-    #   eps 0: 4 + 1 = 5;  eps 0.25: 4 + 1 = 5 (item 2's (0,2), (1,2) become ties: still wrong);
-    #   eps 0.5: 2 + 1 = 3; eps 0.75: 1 + 1 = 2.  Best 5/9 at 0.
+    # Items 1 and 2 above; candidates 0, 0.25, 0.5, 0.75. Mean of item accuracies:
+    #   eps 0: (4/6 + 1/3) / 2 = 1/2; eps 0.25: (4/6 + 1/3) / 2 = 1/2 (item 2's (0,2), (1,2)
+    #   become ties: still wrong); eps 0.5: (2/6 + 1/3) / 2 = 1/3; eps 0.75: (1/6 + 1/3) / 2.
+    #   Best 1/2 at 0. Humans tie 1 of 6 and 1 of 3 pairs: baseline (1/6 + 1/3) / 2 = 1/4;
+    #   epsilon 0 ties (1,2) of item 1 and (0,1) of item 2: (1/6 + 1/3) / 2 = 1/4.
     metric = [ITEM_1_METRIC, ITEM_2_METRIC]
     human = [ITEM_1_HUMAN, ITEM_2_HUMAN]
-    accuracy, epsilon = stats.tie_calibrated_pairwise_accuracy(metric, human)
-    assert (accuracy, epsilon) == (pytest.approx(5 / 9), 0.0)
+    result = stats.tie_calibrated_pairwise_accuracy(metric, human)
+    assert (result.accuracy, result.epsilon) == (pytest.approx(1 / 2), 0.0)
+    assert (result.all_ties, result.tied_share) == (pytest.approx(1 / 4), pytest.approx(1 / 4))
+    assert (result.pairs, result.groups) == (9, 2)
 
 
-def _naive_accuracy(metric, human, eps):
-    agree = pairs = 0
-    for m_item, h_item in zip(metric, human):
-        scored = [(m, h) for m, h in zip(m_item, h_item) if not math.isnan(h)]
+def _reference_calibration(metric, human, average_by):
+    """mt-metrics-eval's definition written out plainly (tau_optimization with acc23,
+    sample_rate 1): rows are items ("item") or one row of everything ("none"); unscored
+    translations are dropped; every pair is (concordant, discordant, tie in humans only, in the
+    metric only, in both); a row's acc23 = (concordant + tied in both) / pairs; candidate
+    thresholds are 0 and every pair's |metric difference|, and a difference <= the threshold is
+    a metric tie; the result is the first best mean over rows with a pair."""
+    rows = [
+        [(m, h) for m, h in zip(m_row, h_row) if not math.isnan(h)]
+        for m_row, h_row in zip(metric, human)
+    ]
+    if average_by == "none":
+        rows = [[seg for row in rows for seg in row]]
+    rows = [row for row in rows if len(row) > 1]
+    pairs = [list(itertools.combinations(row, 2)) for row in rows]
+    thresholds = sorted({0.0} | {abs(a[0] - b[0]) for row in pairs for a, b in row})
+
+    def acc23(row, eps):
+        good = 0
+        for (m1, h1), (m2, h2) in row:
+            metric_tie = abs(m1 - m2) <= eps
+            good += (h1 == h2 and metric_tie) or (
+                h1 != h2 and not metric_tie and (m1 > m2) == (h1 > h2)
+            )
+        return good / len(row)
+
+    taus = [sum(acc23(row, eps) for row in pairs) / len(pairs) for eps in thresholds]
+    best = int(np.argmax(taus))
+    return taus[best], thresholds[best]
+
+
+# A small constructed example: 4 items x 4 systems, MQM-like scores with many ties, unrated
+# translations and a system missing from some items (NaN), equal metric scores.
+EXAMPLE_HUMAN = [
+    [0.0, 0.0, -1.0, -5.0],
+    [0.0, 0.0, 0.0, NAN],
+    [-2.0, 0.0, -2.0, -1.0],
+    [NAN, -1.0, NAN, NAN],
+]
+EXAMPLE_METRIC = [
+    [0.75, 0.5, 0.5, 0.25],
+    [0.625, 0.625, 0.25, 0.125],
+    [0.5, 0.75, 0.25, 0.25],
+    [0.5, 0.375, 0.25, 0.0],
+]
+
+
+def test_tie_calibration_equals_mt_metrics_eval_on_a_small_example(no_warnings):
+    # Expected values printed by mt-metrics-eval (github.com/google-research/mt-metrics-eval,
+    # commit 68a481a): tau_optimization.tau_optimization(metric, human_with_None,
+    # TauSufficientStats.acc_23, sample_rate=1.0) on the matrix ("item") and on it flattened
+    # to one row ("none"). Item 4 has one rated translation and no pair.
+    item = stats.tie_calibrated_pairwise_accuracy(EXAMPLE_METRIC, EXAMPLE_HUMAN, "item")
+    assert (item.accuracy, item.epsilon) == (pytest.approx(0.6111111111111112), 0.375)
+    assert (item.pairs, item.groups) == (15, 3)
+    assert item.untied == pytest.approx(0.5)  # mt-metrics-eval's tau at threshold 0
+    none = stats.tie_calibrated_pairwise_accuracy(EXAMPLE_METRIC, EXAMPLE_HUMAN, "none")
+    assert (none.accuracy, none.epsilon) == (pytest.approx(0.5454545454545454), 0.125)
+    assert none.untied == pytest.approx(0.5303030303030303)
+    assert none.all_ties == pytest.approx(0.2878787878787879)  # its tau at the largest threshold
+    assert none.pairs == 66  # 12 rated translations
+    for average_by in stats.AVERAGE_BY:
+        want = _reference_calibration(EXAMPLE_METRIC, EXAMPLE_HUMAN, average_by)
+        got = stats.tie_calibrated_pairwise_accuracy(EXAMPLE_METRIC, EXAMPLE_HUMAN, average_by)
+        assert (got.accuracy, got.epsilon) == (pytest.approx(want[0]), want[1])
+
+
+def _naive_accuracy(metric, human, eps, average_by="item"):
+    rows = [
+        [(m, h) for m, h in zip(m_item, h_item) if not math.isnan(h)]
+        for m_item, h_item in zip(metric, human)
+    ]
+    if average_by == "none":
+        rows = [[seg for row in rows for seg in row]]
+    accuracies = []
+    for scored in rows:
+        agree = pairs = 0
         for (m1, h1), (m2, h2) in itertools.combinations(scored, 2):
             pairs += 1
             metric_tie, human_tie = abs(m1 - m2) <= eps, h1 == h2
@@ -251,38 +382,55 @@ def _naive_accuracy(metric, human, eps):
                 agree += metric_tie and human_tie
             else:
                 agree += (m1 > m2) == (h1 > h2)
-    return agree / pairs
+        if pairs:
+            accuracies.append(agree / pairs)
+    return sum(accuracies) / len(accuracies)
 
 
-def test_accuracy_and_calibration_match_a_naive_loop(no_warnings):
+@pytest.mark.parametrize("average_by", ["item", "none"])
+def test_accuracy_and_calibration_match_a_naive_loop(average_by, no_warnings):
     rng = np.random.default_rng(7)
     sizes = rng.integers(1, 7, size=40)
     metric = [list(rng.integers(0, 6, size=k) / 8) for k in sizes]  # many ties
     human = [list(rng.integers(0, 4, size=k).astype(float)) for k in sizes]
     for item in human[::5]:
         item[0] = NAN
-    candidates = {0.0} | {
-        abs(a - b)
-        for m_item, h_item in zip(metric, human)
-        for (a, x), (b, y) in itertools.combinations(zip(m_item, h_item), 2)
-        if not (math.isnan(x) or math.isnan(y))
-    }
-    naive = {eps: _naive_accuracy(metric, human, eps) for eps in sorted(candidates)}
+    if average_by == "none":
+        metric, human = metric[:12], human[:12]
+    candidates = {0.0} | {k / 8 for k in range(6)}
+    naive = {eps: _naive_accuracy(metric, human, eps, average_by) for eps in sorted(candidates)}
     for eps, expected in naive.items():
-        assert stats.pairwise_accuracy(metric, human, eps) == pytest.approx(expected)
+        assert stats.pairwise_accuracy(metric, human, eps, average_by) == pytest.approx(expected)
     best = max(naive.values())
-    accuracy, epsilon = stats.tie_calibrated_pairwise_accuracy(metric, human)
-    assert accuracy == pytest.approx(best)
-    assert epsilon == min(eps for eps, acc in naive.items() if acc == best)
+    result = stats.tie_calibrated_pairwise_accuracy(metric, human, average_by)
+    assert result.accuracy == pytest.approx(best)
+    assert result.epsilon == min(eps for eps, acc in naive.items() if acc >= best - 1e-12)
+    assert result.untied == pytest.approx(naive[0.0])
+    assert result.all_ties == pytest.approx(naive[max(naive)])  # the largest ties every pair
+
+
+def test_resampled_calibration_equals_calibration_on_the_resample(no_warnings):
+    # Counts (a bootstrap draw: item 0 twice, item 1 never, item 3 once...) weigh items as
+    # the calibration of the data with those items repeated.
+    metric, human = EXAMPLE_METRIC, EXAMPLE_HUMAN
+    counts = np.array([2, 0, 1, 3])
+    repeated = [k for k, c in enumerate(counts) for _ in range(c)]
+    want = stats.tie_calibrated_pairwise_accuracy(
+        [metric[k] for k in repeated], [human[k] for k in repeated]
+    )
+    got = stats.PairTable(metric, human).calibrate(counts)
+    assert got.accuracy == pytest.approx(want.accuracy)
+    assert got.epsilon == want.epsilon
+    assert got.groups == 2  # items 0 and 2 (item 3 has no pair)
 
 
 def test_tie_calibration_is_fast():
     rng = np.random.default_rng(0)
     metric = rng.random((1000, 16)).round(3).tolist()
     human = rng.integers(0, 25, size=(1000, 16)).astype(float).tolist()
-    accuracy, epsilon = stats.tie_calibrated_pairwise_accuracy(metric, human)
-    assert 0 < accuracy < 1
-    assert stats.pairwise_accuracy(metric, human, epsilon) == accuracy
+    result = stats.tie_calibrated_pairwise_accuracy(metric, human)
+    assert 0 < result.accuracy < 1
+    assert stats.pairwise_accuracy(metric, human, result.epsilon) == pytest.approx(result.accuracy)
 
 
 # --- bootstrap -----------------------------------------------------------------------------------
@@ -294,7 +442,7 @@ def _mean_of(values):
 
 def test_bootstrap_single_item_by_hand(no_warnings):
     # n = 1: every resample is [0], so both ends equal the one value.
-    assert stats.bootstrap_ci(lambda idx: [4.5][idx[0]], 1, resamples=20) == (4.5, 4.5)
+    assert stats.bootstrap_ci(lambda idx: [4.5][idx[0]], 1, resamples=20) == (4.5, 4.5, 0)
 
 
 def test_bootstrap_is_deterministic_and_follows_the_contract(no_warnings):
@@ -307,9 +455,10 @@ def test_bootstrap_is_deterministic_and_follows_the_contract(no_warnings):
     # then the 2.5th and 97.5th percentiles.
     rng = np.random.Generator(np.random.PCG64(5))
     draws = [stat(rng.integers(0, 30, size=30)) for _ in range(200)]
-    assert ci == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+    assert (ci.low, ci.high) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+    assert ci.undefined == 0
     wide = stats.bootstrap_ci(stat, 30, resamples=200, seed=5, confidence=0.99)
-    assert wide[0] <= ci[0] and ci[1] <= wide[1]
+    assert wide.low <= ci.low and ci.high <= wide.high
 
 
 def test_bootstrap_contains_estimate_and_narrows(no_warnings):
@@ -317,24 +466,37 @@ def test_bootstrap_contains_estimate_and_narrows(no_warnings):
     widths = []
     for n in (25, 400):
         values = rng.normal(size=n)
-        low, high = stats.bootstrap_ci(_mean_of(values), n)
+        low, high, _ = stats.bootstrap_ci(_mean_of(values), n)
         assert low < values.mean() < high
         widths.append(high - low)
     # The width of a mean's CI shrinks like 1/sqrt(n): about 4x here.
     assert widths[1] < widths[0] / 2
 
 
-def test_bootstrap_ignores_nan_results(no_warnings):
+def test_bootstrap_counts_nan_results(no_warnings):
     def stat(idx):
         return NAN if idx[0] == 0 else float(idx.mean())
 
-    low, high = stats.bootstrap_ci(stat, 5, resamples=300)
+    low, high, undefined = stats.bootstrap_ci(stat, 5, resamples=300)
     rng = np.random.Generator(np.random.PCG64(0))
     draws = [stat(rng.integers(0, 5, size=5)) for _ in range(300)]
     kept = [d for d in draws if not math.isnan(d)]
-    assert 0 < len(kept) < 300
+    assert undefined == 300 - len(kept) > 0  # counted, not silently dropped
     assert (low, high) == pytest.approx(tuple(np.percentile(kept, [2.5, 97.5])))
-    assert all(math.isnan(v) for v in stats.bootstrap_ci(lambda idx: NAN, 5, resamples=10))
+    everything_nan = stats.bootstrap_ci(lambda idx: NAN, 5, resamples=10)
+    assert math.isnan(everything_nan.low) and everything_nan.undefined == 10
+
+
+def test_bootstrap_of_an_undefined_estimate_is_null(no_warnings):
+    calls = []
+
+    def stat(idx):
+        calls.append(idx)
+        return 0.5  # defined on resamples, but the full-data estimate is not
+
+    ci = stats.bootstrap_ci(stat, 5, resamples=10, estimate=NAN)
+    assert math.isnan(ci.low) and math.isnan(ci.high) and ci.undefined == 0
+    assert not calls
 
 
 def test_bootstrap_rejects_bad_arguments():
@@ -346,22 +508,23 @@ def test_bootstrap_rejects_bad_arguments():
 # --- system level --------------------------------------------------------------------------------
 
 
-def test_system_level_pearson_by_hand(no_warnings):
-    metric = {"A": [1, 3, 100], "B": [4, 6, 5], "C": [8, 8], "D": [1, 2]}
-    human = {"A": [10, 20, NAN], "B": [30, 30, 30], "C": [35, 45], "D": [NAN, NAN]}
-    # A: segment 3 has no human score and leaves both means: metric 2, human 15.
-    # B: 5, 30.  C: 8, 40.  D: no human score at all, left out.
-    # x = [2, 5, 8] (mean 5), y = [15, 30, 40] (mean 85/3): dx = [-3, 0, 3],
-    # dy = [-40/3, 5/3, 35/3]; sum dx*dy = 40 + 35 = 75, sum dx^2 = 18, sum dy^2 = 2850/9
-    # -> r = 75 / sqrt(18 * 2850 / 9) = 75 / sqrt(5700).
-    assert stats.system_level_pearson(metric, human) == pytest.approx(75 / math.sqrt(5700))
+def test_system_level_by_hand(no_warnings):
+    metric = {"A": 2.0, "B": 5.0, "C": 8.0, "D": NAN}
+    human = {"A": 15.0, "B": 30.0, "C": 40.0, "D": 1.0}
+    # D has no metric score and is left out. x = [2, 5, 8] (mean 5), y = [15, 30, 40]
+    # (mean 85/3): dx = [-3, 0, 3], dy = [-40/3, 5/3, 35/3]; sum dx*dy = 40 + 35 = 75,
+    # sum dx^2 = 18, sum dy^2 = 2850/9 -> r = 75 / sqrt(5700). Kendall: all 3 pairs concordant.
+    pearson, kendall = stats.system_level(metric, human)
+    assert pearson == pytest.approx(75 / math.sqrt(5700))
+    assert kendall == pytest.approx(1.0)
+    # B above C for the metric only: C = 2, D = 1 -> tau_b = 1/3.
+    _, kendall = stats.system_level({"A": 1, "B": 9, "C": 5}, {"A": 1, "B": 2, "C": 3})
+    assert kendall == pytest.approx(1 / 3)
 
 
-def test_system_level_pearson_undefined_and_bad_input(no_warnings):
-    assert math.isnan(stats.system_level_pearson({"A": [1.0]}, {"A": [2.0]}))
-    assert math.isnan(stats.system_level_pearson({"A": [1], "B": [2]}, {"A": [3], "B": [3]}))
-    assert math.isnan(stats.system_level_pearson({}, {}))
+def test_system_level_undefined_and_bad_input(no_warnings):
+    assert all(math.isnan(v) for v in stats.system_level({"A": 1.0}, {"A": 2.0}))
+    assert all(math.isnan(v) for v in stats.system_level({"A": 1, "B": 2}, {"A": 3, "B": 3}))
+    assert all(math.isnan(v) for v in stats.system_level({}, {}))
     with pytest.raises(ValueError, match="systems differ"):
-        stats.system_level_pearson({"A": [1]}, {"B": [1]})
-    with pytest.raises(ValueError, match="system 'A'"):
-        stats.system_level_pearson({"A": [1, 2]}, {"A": [1]})
+        stats.system_level({"A": 1}, {"B": 1})

@@ -14,6 +14,7 @@ import pytest
 import sacrebleu
 from sacrebleu.metrics import BLEU, CHRF, TER
 
+import rewardkit
 from rewardkit import Group
 
 # --- The test step -----------------------------------------------------------------------------
@@ -254,6 +255,24 @@ def test_corpus_score_equals_compat_functions(builtin_registry, groups, short_gr
     ter = builtin_registry.build_reward("ter").corpus_score(hyps, refs)
     assert ter.score == sacrebleu.corpus_ter(hyps, _ref_streams(refs)).score
     assert 0 < bleu.score < 100 and 0 < chrf.score < 100 and 0 < ter.score < 100
+
+
+@pytest.mark.parametrize("spec", ["bleu", "chrf:word_order=2", "ter"])
+def test_corpus_resampler_equals_corpus_score_on_the_resample(
+    builtin_registry, groups, short_groups, spec
+):
+    """The resampler (summed sufficient statistics) gives corpus_score of the corpus with each
+    segment repeated counts[i] times; TER says lower is better."""
+    hyps, refs = _corpus(short_groups if spec == "ter" else groups, 1)
+    reward = builtin_registry.build_reward(spec)
+    counts = [(3 * i + 1) % 4 for i in range(len(hyps))]  # 1, 0, 3, 2, ...: some left out
+    picked = [i for i, c in enumerate(counts) for _ in range(c)]
+    want = reward.corpus_score([hyps[i] for i in picked], [refs[i] for i in picked])
+    got = reward.corpus_resampler(hyps, refs)(counts)
+    assert got == want
+    assert got.higher_is_better == (spec != "ter")
+    generic = rewardkit.Reward.corpus_resampler(reward, hyps, refs)  # the contract's default
+    assert generic(counts) == want
 
 
 # --- Empty texts and groups ---------------------------------------------------------------------
