@@ -10,7 +10,8 @@ all trainer ranks. Endpoints (JSON in, JSON out):
   or ``{"references": [...], "source": "..."}``. The completion is the query minus its prompt,
   with trailing end-of-turn markers (``<|im_end|>``, ``</s>``, ...) removed. Answer
   ``{"rewards": [...], "scores": [...], "extra_logs": {component: [...]}}``. Consecutive rows
-  with the same prompt and label form one group. ``?reward=SPEC`` picks a loaded reward.
+  with the same prompt and label form one group. ``?reward=SPEC`` picks a loaded reward
+  (OpenRLHF splits its URL list at commas: write a comma in a spec as ``%2C``).
 * ``POST /score``: rewardkit's own. Body ``{"groups": [{"references": [...] (or "reference"),
   "source": "..." (optional), "completions": [...]}], "reward": SPEC (optional)}``; answer
   ``{"reward", "signature", "scores": [[...]], "components": {label: [[...]]},
@@ -565,8 +566,9 @@ def serve_command(
 ) -> None:
     """Serve rewards over HTTP: OpenRLHF's /get_reward, rewardkit's /score, /info, /health.
 
-    For OpenRLHF pass --remote_rm_url http://HOST:PORT/get_reward and set --label_key to the
-    reference column. The server has no authentication; it binds 127.0.0.1 by default.
+    For OpenRLHF pass --reward.remote_url http://HOST:PORT/get_reward (older releases:
+    --remote_rm_url) and set --data.label_key (--label_key) to the reference column. The server
+    has no authentication; it binds 127.0.0.1 by default.
     """
     try:
         import starlette  # noqa: F401
