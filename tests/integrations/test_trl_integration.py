@@ -67,7 +67,9 @@ def test_grpo_trainer_two_steps_with_rewardkit_bleu_and_chrf(tmp_path):
         # several references per prompt (a list column)
         {"prompt": prompts, "reference": [references[k::8] for k in range(8)]}
     )
-    funcs = reward_func("bleu=0.5,chrf=0.5", per_component=True)
+    # a reward of its own (not the process-wide one reward_func("...") builds): Spy patches it
+    weighted = rewardkit.load_registry(entry_points=False).build_reward("bleu=0.5,chrf=0.5")
+    funcs = reward_func(weighted, per_component=True)
     assert [f.__name__ for f in funcs] == [
         "rewardkit_bleu_0_5_chrf_0_5_bleu",
         "rewardkit_bleu_0_5_chrf_0_5_chrf",
