@@ -241,3 +241,19 @@ def test_serve_says_when_the_port_is_taken():
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "cannot listen on 127.0.0.1:" in err, err
     assert err.count("\n") == 1 and time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"]])
+def test_help_imports_no_server_library_trainer_or_model(args):
+    code = (
+        "import sys\n"
+        "from rewardkit.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('starlette', 'uvicorn', 'trl', 'torch', 'transformers', 'sacrebleu')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in proc.stderr, proc.stderr
