@@ -22,6 +22,7 @@ from rewardkit import __version__
 from rewardkit.assemble import model_group
 from rewardkit.errors import RewardkitError
 from rewardkit.evaluate import eval_command, export_command
+from rewardkit.integrations.server import serve_command
 from rewardkit.plots import plot_command
 from rewardkit.registry import Registry, load_registry
 from rewardkit.speech.make import data_group
@@ -94,6 +95,7 @@ def build_cli(registry: Registry) -> click.Group:
     cli.add_command(plot_command)
     cli.add_command(train_command)
     cli.add_command(eval_command)
+    cli.add_command(serve_command)
     registry.add_commands(cli)
     return cli
 
