@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # numpy stays out of `rewardkit plugins`, which imports this 
 class Prompt:
     """One prompt: optional audio (mono float32 at ``sampling_rate``) and the instruction text.
 
-    ``text`` holds the task's instruction; the backend places the audio and applies the model's
-    chat template where it has one.
+    ``text`` holds the task's instruction, with the marker ``<audio>`` exactly once where the
+    audio goes (when there is audio, and only then); the backend writes the model's own audio
+    tokens there and applies the model's chat template where it has one.
     """
 
     text: str
@@ -123,7 +124,10 @@ class PolicyBackend(ABC):
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> Completions:
-        """Sample ``sampling.num_samples`` completions per prompt (no gradients)."""
+        """Sample ``sampling.num_samples`` completions per prompt (no gradients), with the
+        sampled tokens' log-probs when ``sampling.logprobs`` asks for them. ``Prompt.text``
+        holds ``<audio>`` exactly once where a prompt has audio; the backend puts the model's
+        audio tokens there."""
 
     # --- scoring ---
 
