@@ -5,12 +5,14 @@ reference log-probs and the training pass (and evaluation runs the same dev utte
 evaluation). When the encoder is frozen (the default: LoRA on the LM, projector trained) and in
 eval mode, its output is a function of its input alone, so :class:`EncoderCache` keeps each input
 row's output, keyed by a digest of the row's features (and mask row), and computes only the rows
-it has not seen, in one batch. The models call their tower as ``tower(input_features,
+it has not seen, one row at a time, so that an output never depends on which other rows shared
+a call or on what ran before (a resumed run computes exactly what the uninterrupted one did).
+The models call their tower as ``tower(input_features,
 [attention_mask], return_dict=True)`` and read ``.last_hidden_state`` (Qwen2-Audio, Voxtral,
 Granite-Speech); the cache wraps that call and returns a ``BaseModelOutput``.
 
-Rows computed in a batch may differ from the same row computed alone by float rounding (1e-7),
-as any batched pass does; nothing else changes. The cache steps aside when the encoder has
+Without the cache a batched pass may differ from the same row computed alone by float rounding
+(1e-7); with it every row is the row computed alone. The cache steps aside when the encoder has
 trainable parameters, is in training mode, or a call asks for more than the last hidden state.
 """
 
@@ -53,12 +55,11 @@ class EncoderCache:
         missing = [b for b, key in enumerate(keys) if key not in self.rows]
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
-        if missing:
-            mask = attention_mask[missing] if _batched(attention_mask, keys) else attention_mask
-            out = self._forward(input_features[missing], attention_mask=mask, **kwargs)
+        for b in missing:  # one row at a time: its output never depends on the batch
+            mask = attention_mask[b : b + 1] if _batched(attention_mask, keys) else attention_mask
+            out = self._forward(input_features[b : b + 1], attention_mask=mask, **kwargs)
             hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-            for b, row in zip(missing, hidden):
-                self.rows[keys[b]] = row.detach()
+            self.rows[keys[b]] = hidden[0].detach()
         for key in keys:
             self.rows.move_to_end(key)
         hidden = torch.stack([self.rows[key] for key in keys])

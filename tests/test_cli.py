@@ -53,7 +53,7 @@ def test_plugins_json_lists_every_builtin(registry):
         "deepspeed": "ok",
     }
     tasks = {row["name"] for row in data["entries"] if row["kind"] == "task"}
-    assert tasks == {"speech_translation", "spoken_qa"}
+    assert tasks == {"asr", "speech_translation", "spoken_qa"}
 
 
 def test_plugins_table_shows_disabled_and_broken_plugins():

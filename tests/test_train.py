@@ -187,7 +187,7 @@ def test_data_order_is_seeded_and_resumable():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--task", "nope"], "unknown task 'nope'; available: speech_translation, spoken_qa"),
+        (["--task", "nope"], "unknown task 'nope'; available: asr, speech_translation, spoken_qa"),
         (["--backend", "nope"], "unknown backend 'nope'; available: deepspeed, hf"),
         (["--reward", "nope"], "nope"),
         (["--group-size", "1"], "--group-size must be >= 2"),

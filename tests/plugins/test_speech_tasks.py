@@ -42,7 +42,8 @@ def test_registered_through_the_hook():
     registry = rewardkit.load_registry(
         plugins={"speech_tasks": speech_tasks}, builtins=False, entry_points=False
     )
-    assert registry.names("task") == ["speech_translation", "spoken_qa"]
+    assert registry.names("task") == ["asr", "speech_translation", "spoken_qa"]
+    assert registry.get("task", "asr") is speech_tasks.SpeechRecognition
     assert registry.get("task", "speech_translation") is SpeechTranslation
     assert registry.get("task", "spoken_qa") is SpokenQA
     summaries = {e.name: (e.plugin, e.summary) for e in registry.entries("task")}
