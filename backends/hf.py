@@ -12,7 +12,7 @@ written by ``save_pretrained`` (with its tokenizer and, for speech models, its p
 Prompts. The audio goes exactly where the text's ``<audio>`` marker is: a prompt with audio holds
 the marker once, and the backend replaces it with the family's placeholder (the model's own
 audio token, with the markers its processor writes around it), then renders one user message
-with the tokenizer's chat template (without one: ``"User: {text}\nAssistant:"``) and expands the
+with the tokenizer's chat template (without one: ``"User: {text}\\nAssistant:"``) and expands the
 single audio token to the encoder's output length. No literal ``<audio>`` reaches a model; a
 marker without audio, none or two with audio, or the model's audio token in the text are
 one-line errors naming the prompt. Features and token counts are the family's (Qwen2-Audio and
