@@ -92,7 +92,7 @@ from rewardkit.textio import replace_dir
 if TYPE_CHECKING:
     pass
 
-__all__ = ["BackendError", "HFBackend"]
+__all__ = ["BackendError", "HFBackend", "parameter_report"]
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
@@ -992,6 +992,21 @@ class HFBackend(PolicyBackend):
         with torch.no_grad():
             for name, param in self._trainable:
                 param.copy_(tensors[name])
+
+
+def parameter_report(model: Any, **spec: Any) -> dict[str, int]:
+    """:meth:`HFBackend.trainable_parameters` of a transformers model as the backend would set
+    it up (LoRA targets, frozen encoder, trained projector; ``spec``: ``ModelSpec`` options),
+    without a tokenizer, an optimizer or weights: the model may live on the meta device
+    (:mod:`rewardkit.backends.real_configs` builds released architectures that way)."""
+    backend = HFBackend.__new__(HFBackend)
+    backend.spec = ModelSpec("(in memory)", **spec)
+    backend.model, backend.peft = model, None
+    family = family_of(model.config)
+    backend.adapter = family.__new__(family)  # the family's parts and rules, no tokenizer
+    backend._fixed = {n for n, p in model.named_parameters() if not p.requires_grad}
+    backend._setup_trainable()
+    return backend.trainable_parameters()
 
 
 def rng_state() -> dict[str, Any]:
