@@ -265,11 +265,6 @@ class WhisperLlama(Qwen2Audio):
     def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
         return _whisper_features(source)
 
-    @classmethod
-    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
-        tokenizer.save_pretrained(directory)
-        features.save_pretrained(directory)
-
 
 class Voxtral(Family):
     """Voxtral: Whisper encoder over 30 s chunks (as many as the audio needs), an MLP projector

@@ -576,6 +576,15 @@ def test_assemble_then_train_through_the_cli(sources, spoken_data, tmp_path, tas
     rows = RunDir(out).read_metrics("train")
     assert [r["step"] for r in rows] == [1, 2] and all(r["num_tokens"] > 0 for r in rows)
     assert RunDir(out).read_metrics("validation")
+    # the trained model, exported, is the same kind of directory as the assembled one
+    from transformers import AutoProcessor
+
+    exported = tmp_path / "exported"
+    result = CliRunner().invoke(group, ["model", "export", str(out), "--out", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert type(AutoProcessor.from_pretrained(exported)).__name__ == "Qwen2AudioProcessor"
+    again = CliRunner().invoke(group, [*args[:2], str(exported), *args[3:-1], str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
 
 
 def test_rewardkit_prompts_equal_the_assembled_models_processor(assembled):
