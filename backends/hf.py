@@ -97,6 +97,12 @@ __all__ = ["BackendError", "HFBackend", "parameter_report"]
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 CHECKPOINT_FILES = ("trainable.safetensors", "training_state.pt", "backend.json")
+# Where the audio goes. "marker": at the text's <audio> (the contract). "audio-first": the
+# placeholder before the whole text, the marker left in it as text: how rewardkit built prompts
+# before 2026-12, kept only for models trained that way (the bundled small-voxtral-st), which
+# say so in PROMPT_LAYOUT_FILE; their fine-tuned and exported descendants keep it.
+MARKER_LAYOUT, LEGACY_LAYOUT = "marker", "audio-first"
+PROMPT_LAYOUT_FILE = "rewardkit_prompt_layout.json"
 
 
 @rewardkit.hookimpl
@@ -256,6 +262,7 @@ class HFBackend(PolicyBackend):
         self._setup_optimizer()
         self.train(True)
         self.encoder_cache = self._cache_encoder()
+        self.prompt_layout = _prompt_layout(self._source())
 
     def _cache_encoder(self) -> Any:
         """Reuse a frozen audio encoder's output per utterance across passes
@@ -528,7 +535,10 @@ class HFBackend(PolicyBackend):
                 features, mask, n_tokens = self.audio.features(audio)
                 if n_tokens < 2:
                     raise BackendError(f"prompt {pid}: audio of {seconds:.3f} s is too short")
-                text = text.replace(AUDIO_MARKER, self.audio.placeholder)
+                if self.prompt_layout == LEGACY_LAYOUT:  # as the model was trained: see below
+                    text = self.audio.placeholder + text
+                else:
+                    text = text.replace(AUDIO_MARKER, self.audio.placeholder)
             ids = self._render(text)
             if n_tokens:
                 at = [i for i, t in enumerate(ids) if t == self.audio.token_id]
@@ -952,6 +962,9 @@ class HFBackend(PolicyBackend):
             merged = module
         merged.save_pretrained(directory)
         self.adapter.save_preprocessing(self.tokenizer, self.feature_extractor, directory)
+        if self.prompt_layout != MARKER_LAYOUT:  # a model trained on a layout keeps it
+            text = json.dumps({"prompt_layout": self.prompt_layout}, indent=2) + "\n"
+            (Path(directory) / PROMPT_LAYOUT_FILE).write_text(text)
 
     def load(self, directory: Path) -> None:
         """Restore trainable tensors, optimizer, scheduler, RNG state and the sampling counter."""
@@ -1047,3 +1060,19 @@ def _base_name(name: str) -> str:
 def _forward_params(model: Any) -> Any:
     """Parameter names of a transformers model's forward."""
     return inspect.signature(model.forward).parameters
+
+
+def _prompt_layout(source: str) -> str:
+    """The model directory's prompt layout (``PROMPT_LAYOUT_FILE``), else the marker layout."""
+    path = Path(source) / PROMPT_LAYOUT_FILE if source else None
+    if path is None or not path.is_file():
+        return MARKER_LAYOUT
+    try:
+        layout = json.loads(path.read_text())["prompt_layout"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackendError(f"{path}: unreadable ({exc}); delete it or fix it") from None
+    if layout not in (MARKER_LAYOUT, LEGACY_LAYOUT):
+        raise BackendError(
+            f"{path}: prompt_layout {layout!r} is not one of {MARKER_LAYOUT!r}, {LEGACY_LAYOUT!r}"
+        )
+    return layout
