@@ -93,6 +93,24 @@ def test_grpo_run_writes_metrics_checkpoints_plots(registry, data, tmp_path):
     assert rd.info()["status"] == "completed"
 
 
+def test_no_evaluation_or_save_when_they_are_turned_off(registry, data, tmp_path, monkeypatch):
+    """--eval-interval 0 evaluates nothing (not at step 0, not at the end); --no-save writes no
+    checkpoint; with evaluation off but saving on, the end is still saved."""
+    import rewardkit.train as train_module
+
+    def no_evaluation(tr):
+        raise AssertionError("evaluated with --eval-interval 0")
+
+    monkeypatch.setattr(train_module, "evaluate", no_evaluation)
+    off = RunDir(run(registry, data, tmp_path / "off", steps=2, save=False, plot=False))
+    assert [r["step"] for r in off.read_metrics("train")] == [1, 2]
+    assert off.read_metrics("validation") == [] and off.checkpoints() == []
+    assert off.info()["status"] == "completed"
+    saved = RunDir(run(registry, data, tmp_path / "saved", steps=2, plot=False))
+    assert saved.read_metrics("validation") == []
+    assert [c.step for c in saved.checkpoints()] == [2]
+
+
 def test_mp_grpo_and_sft_run(registry, data, tmp_path):
     mp = RunDir(run(registry, data, tmp_path / "mp", steps=2, off_policy="reference", plot=False))
     rows = mp.read_metrics("train")
