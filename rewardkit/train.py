@@ -4,10 +4,13 @@ One GRPO step (:func:`grpo_step`) is the recipe of ../shared/DESIGN.md:
 
 1. sample G completions per prompt (MP-GRPO: G - K sampled plus K reference answers);
 2. reward the whole step at once through the reward contract;
-3. group-relative advantages (scale group | batch | none, with a std floor);
+3. group-relative advantages (scale group | batch | none, with a std floor or TRL's std + eps);
 4. reference-policy log-probs for the k3 KL term (adapters off; skipped when beta = 0);
 5. mu iterations, each over the micro-batches: policy log-probs with gradient, the clipped loss
    (:class:`rewardkit.losses.PolicyLoss`), backward; then one optimizer step per iteration.
+
+Every log-prob of a step (policy, pi_old, reference) is of ``logits / temperature``, the
+distribution sampled, as in TRL and verl (``--no-tempered-logprobs``: of the logits themselves).
 
 SFT (:func:`sft_step`) trains the same parameters on (prompt, reference) by teacher forcing, with
 the same data order, logging and checkpoints. A GRPO run may start with an SFT warm-up
@@ -33,7 +36,8 @@ so a resumed run samples what the uninterrupted one did. Other RNG states
 (torch, Python, NumPy) and the optimizer/scheduler are in the backend's checkpoint.
 
 Interruption. SIGINT or SIGTERM during :func:`train` finishes the current step, saves a
-checkpoint (the same save as a scheduled one), marks the run ``interrupted`` and raises
+checkpoint (the same save as a scheduled one; none with ``--no-save``), marks the run
+``interrupted`` and raises
 :class:`TrainingInterrupted`; ``rewardkit train`` then prints how to resume
 (``rewardkit train --resume DIR``) and exits 130 (SIGINT) or 143 (SIGTERM). A second signal
 aborts at once; checkpoints are atomic, so a kill at any point (even -9) leaves the earlier
