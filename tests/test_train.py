@@ -329,7 +329,9 @@ def test_sft_warmup_then_grpo(registry, data, tmp_path):
 def test_resume_is_exact_across_the_warmup_boundary(registry, data, tmp_path, stop):
     """A run stopped after step 1 (in the warm-up), 2 (its last step) or 3 (the first GRPO step)
     and resumed logs exactly what the uninterrupted run logged."""
-    settings = dict(sft_warmup_steps=2, steps=2, save_interval=1, keep_last=10, plot=False)
+    # evaluated at the end of the warm-up (step 2) and at the end (step 4)
+    settings = dict(sft_warmup_steps=2, steps=2, save_interval=1, keep_last=10, plot=False,
+                    eval_interval=4)  # fmt: skip
     full = run(registry, data, tmp_path / "full", **settings)
     part = tmp_path / "part"
     shutil.copytree(full, part)
