@@ -10,7 +10,9 @@ transformers' processors and vLLM's multimodal processors do it; the backend its
 * what replaces the task text's ``<audio>`` marker (:attr:`Family.placeholder`: the model's
   audio token, with the markers around it its own processor writes) and how a waveform becomes
   features and a number of audio tokens (:meth:`Family.features`);
-* how prompts' audio inputs are batched (:meth:`Family.batch_audio`) and given to the model.
+* how prompts' audio inputs are batched (:meth:`Family.batch_audio`) and given to the model;
+* which adapters a released checkpoint ships besides its weights and when each is on
+  (:meth:`Family.attach_adapters`, :meth:`Family.adapter_scope`): Granite-Speech's audio LoRA.
 
 Families, most specific first (:data:`FAMILIES`): ``whisper_llama`` (the model ``rewardkit
 model assemble`` builds: Qwen2-Audio's layout around a Whisper encoder and a Llama LM),
@@ -20,6 +22,8 @@ A new family is one more class in that list.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,8 +31,10 @@ from typing import Any, ClassVar
 from rewardkit.errors import RewardkitError
 
 __all__ = [
+    "AUDIO_ADAPTER",
     "AUDIO_MARKER",
     "FAMILIES",
+    "USER_ADAPTER",
     "BackendError",
     "CausalLM",
     "Encoded",
@@ -48,6 +54,9 @@ class BackendError(RewardkitError):
 
 #: The marker a prompt's text carries where the audio belongs (``rewardkit.tasks`` writes it).
 AUDIO_MARKER = "<audio>"
+#: PEFT adapter names: the LoRA rewardkit trains, and a checkpoint's own (frozen) audio LoRA.
+USER_ADAPTER = "default"
+AUDIO_ADAPTER = "audio"
 
 
 @dataclass
@@ -110,6 +119,40 @@ class Family:
         prompts ``prompt_ids`` [B, Lp], given the batch's audio inputs in ``kwargs``."""
         kwargs["input_ids"] = ids
         return kwargs
+
+    # --- a checkpoint's own adapters (only Granite-Speech has one) ---
+
+    #: Whether prompts with and without audio run under different adapters, so a batch is split
+    #: by audio presence (set when a modality adapter is attached).
+    splits_by_audio: bool = False
+    #: Whether every prompt must carry audio (an adapter meant for audio only is merged).
+    audio_only: bool = False
+
+    @classmethod
+    def load_model(cls, source: str) -> Any:
+        """The transformers model of a checkpoint directory (or hub id), in float32."""
+        import torch
+        import transformers
+
+        model_class = getattr(transformers, cls.model_class or "AutoModelForCausalLM")
+        return model_class.from_pretrained(source, dtype=torch.float32)
+
+    def attach_adapters(self, peft_model: Any, source: str) -> None:
+        """Load the checkpoint's own adapters into rewardkit's PeftModel (frozen)."""
+
+    def merge_adapters(self, model: Any, source: str) -> Any:
+        """Full fine-tuning (no PeftModel): the model with the checkpoint's adapters merged."""
+        return model
+
+    @contextlib.contextmanager
+    def adapter_scope(self, peft_model: Any, *, audio: bool, reference: bool) -> Iterator[None]:
+        """Adapters for a pass over prompts with (``audio``) or without audio, by the policy or
+        by the reference policy (``reference``: the released model, the user's LoRA off)."""
+        with peft_model.disable_adapter() if reference else contextlib.nullcontext():
+            yield
+
+    def save_adapters(self, peft_model: Any, directory: Path) -> None:
+        """Write the checkpoint's own adapters beside a saved model, as released."""
 
     def _check_placeholder(self) -> None:
         special = set(getattr(self.tokenizer, "added_tokens_decoder", {}))
@@ -222,11 +265,6 @@ class WhisperLlama(Qwen2Audio):
     def load_preprocessing(cls, source: str, tokenizer: Any) -> Any:
         return _whisper_features(source)
 
-    @classmethod
-    def save_preprocessing(cls, tokenizer: Any, features: Any, directory: Path) -> None:
-        tokenizer.save_pretrained(directory)
-        features.save_pretrained(directory)
-
 
 class Voxtral(Family):
     """Voxtral: Whisper encoder over 30 s chunks (as many as the audio needs), an MLP projector
@@ -288,7 +326,19 @@ class GraniteSpeech(Family):
     """Granite-Speech: Conformer encoder, Q-Former projector, Granite LM; features from
     :mod:`rewardkit.backends.features` (its own extractor needs torchaudio). Its encoder has no
     padding mask, so each prompt's audio is encoded on its own and placed into the prompt's
-    embeddings (``inputs_embeds``): log-probs never depend on the other prompts of a batch."""
+    embeddings (``inputs_embeds``): log-probs never depend on the other prompts of a batch.
+
+    The audio LoRA. A released checkpoint (``has_lora_adapter`` in its config) ships a LoRA on
+    the LM (``adapter_config.json`` + ``adapter_model.safetensors`` beside the weights) that
+    transformers turns on in ``generate`` when audio features are passed and off otherwise.
+    rewardkit loads it into its own PeftModel as a second, frozen adapter (``audio``, dropout
+    off) and applies the same rule to every pass: with audio, the user's LoRA and the audio
+    LoRA (the policy) or the audio LoRA alone (the reference policy, i.e. the released model);
+    without audio, the user's LoRA alone (the policy) or nothing (the reference). Batches are
+    split by audio presence. Saving merges the user's LoRA into the weights and writes the
+    audio LoRA beside them unchanged. With full fine-tuning (``lora_r=0``) the audio LoRA is
+    merged into the LM instead, and text-only prompts are refused (they would need it off).
+    """
 
     name = "granite_speech"
     model_class = "GraniteSpeechForConditionalGeneration"
@@ -328,6 +378,92 @@ class GraniteSpeech(Family):
         text = json.dumps(features, indent=2) + "\n"
         (directory / "preprocessor_config.json").write_text(text)
 
+    @classmethod
+    def load_model(cls, source: str) -> Any:
+        """The model without its audio LoRA: transformers would attach the adapter it finds
+        beside the weights through its own PEFT integration (switched only inside its
+        ``generate``); rewardkit attaches it itself (:meth:`attach_adapters`), so transformers'
+        adapter search is pointed at a subfolder that does not exist."""
+        import torch
+        from transformers import GraniteSpeechForConditionalGeneration
+
+        return GraniteSpeechForConditionalGeneration.from_pretrained(
+            source, dtype=torch.float32, adapter_kwargs={"subfolder": "rewardkit-no-adapter"}
+        )
+
+    def _adapter_source(self, model: Any, source: str) -> str | None:
+        """Where the audio LoRA is (``source``), None if the config says there is none; a
+        config that announces one the directory lacks is an error."""
+        if not getattr(model.config, "has_lora_adapter", False):
+            return None
+        from transformers.utils import find_adapter_config_file
+
+        if not source or find_adapter_config_file(source) is None:
+            raise BackendError(
+                f"model {source or '(in memory)'!r} has has_lora_adapter=true in its config but "
+                "no adapter_config.json beside it; copy the released audio LoRA "
+                "(adapter_config.json, adapter_model.safetensors) into the model directory"
+            )
+        return source
+
+    def attach_adapters(self, peft_model: Any, source: str) -> None:
+        import torch
+        from peft.tuners.lora import LoraLayer
+
+        where = self._adapter_source(peft_model.get_base_model(), source)
+        if where is None:
+            return
+        peft_model.load_adapter(where, adapter_name=AUDIO_ADAPTER, is_trainable=False)
+        for layer in peft_model.modules():
+            if isinstance(layer, LoraLayer) and AUDIO_ADAPTER in layer.lora_dropout:
+                layer.lora_dropout[AUDIO_ADAPTER] = torch.nn.Identity()  # frozen: as released
+        self.splits_by_audio = True
+        _activate(peft_model, [USER_ADAPTER, AUDIO_ADAPTER])  # the state between passes
+
+    def merge_adapters(self, model: Any, source: str) -> Any:
+        from peft import PeftModel
+
+        where = self._adapter_source(model, source)
+        if where is None:
+            return model
+        merged = PeftModel.from_pretrained(model, where, adapter_name=AUDIO_ADAPTER)
+        model = merged.merge_and_unload()
+        model.config.has_lora_adapter = False  # now part of the weights: saved without it
+        self.audio_only = True
+        return model
+
+    @contextlib.contextmanager
+    def adapter_scope(self, peft_model: Any, *, audio: bool, reference: bool) -> Iterator[None]:
+        if not self.splits_by_audio:
+            with super().adapter_scope(peft_model, audio=audio, reference=reference):
+                yield
+            return
+        wanted = ([] if reference else [USER_ADAPTER]) + ([AUDIO_ADAPTER] if audio else [])
+        # PEFT's switches also set requires_grad; which tensors train is restored at the end
+        grads = [(p, p.requires_grad) for p in peft_model.parameters()]
+        try:
+            # the reference policy's projector is the released one: disable_adapter() switches
+            # the trained copy (and every LoRA) off; the audio LoRA is then switched back on
+            with peft_model.disable_adapter() if reference else contextlib.nullcontext():
+                _activate(peft_model, wanted)
+                yield
+        finally:
+            _activate(peft_model, [USER_ADAPTER, AUDIO_ADAPTER])
+            for param, flag in grads:
+                param.requires_grad_(flag)
+
+    def save_adapters(self, peft_model: Any, directory: Path) -> None:
+        import shutil
+        import tempfile
+
+        if not self.splits_by_audio:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            peft_model.save_pretrained(tmp, selected_adapters=[AUDIO_ADAPTER])
+            saved = Path(tmp) / AUDIO_ADAPTER  # PEFT writes a named adapter in a subfolder
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copyfile(saved / name, Path(directory) / name)
+
     def features(self, audio: Any) -> tuple[Any, Any, int]:
         from rewardkit.backends.features import granite_speech_features
 
@@ -364,6 +500,21 @@ class GraniteSpeech(Family):
             embeds = torch.cat([prompt, embeds[:, prompt_len:]], dim=1)
         kwargs["inputs_embeds"] = embeds
         return kwargs
+
+
+def _activate(peft_model: Any, names: list[str]) -> None:
+    """Make exactly ``names`` the active LoRA adapters of every LoRA layer (none: all off),
+    leaving which tensors train as they were (PEFT's switches would change that)."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+    grads = [(p, p.requires_grad) for layer in layers for p in layer.parameters()]
+    for layer in layers:
+        layer.enable_adapters(bool(names))
+        if names:
+            layer.set_adapter(names)
+    for param, flag in grads:
+        param.requires_grad_(flag)
 
 
 #: Most specific first; the plain causal LM last (it takes any config).

@@ -12,7 +12,7 @@ written by ``save_pretrained`` (with its tokenizer and, for speech models, its p
 Prompts. The audio goes exactly where the text's ``<audio>`` marker is: a prompt with audio holds
 the marker once, and the backend replaces it with the family's placeholder (the model's own
 audio token, with the markers its processor writes around it), then renders one user message
-with the tokenizer's chat template (without one: ``"User: {text}\nAssistant:"``) and expands the
+with the tokenizer's chat template (without one: ``"User: {text}\\nAssistant:"``) and expands the
 single audio token to the encoder's output length. No literal ``<audio>`` reaches a model; a
 marker without audio, none or two with audio, or the model's audio token in the text are
 one-line errors naming the prompt. Features and token counts are the family's (Qwen2-Audio and
@@ -75,6 +75,7 @@ import rewardkit
 from rewardkit.backends.families import (
     AUDIO_MARKER,
     FAMILIES,
+    USER_ADAPTER,
     BackendError,
     Encoded,
     family_named,
@@ -93,7 +94,7 @@ from rewardkit.textio import replace_dir
 if TYPE_CHECKING:
     pass
 
-__all__ = ["BackendError", "HFBackend"]
+__all__ = ["BackendError", "HFBackend", "parameter_report"]
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
@@ -185,24 +186,20 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
 
 
 def _load_pretrained(source: str) -> tuple[Any, Any, Any, str]:
-    import torch
-    import transformers
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(source)
     family = family_of(config)
-    if family.model_class is None:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-        except ValueError as exc:
-            speech = ", ".join(f.name for f in FAMILIES if f.has_audio)
-            raise BackendError(
-                f"model {source!r} has model_type {config.model_type!r}, which is neither a "
-                f"supported speech-aware LM ({speech}) nor a causal LM"
-            ) from exc
-    else:
-        cls = getattr(transformers, family.model_class)
-        model = cls.from_pretrained(source, dtype=torch.float32)
+    try:
+        model = family.load_model(source)
+    except ValueError as exc:
+        if family.model_class is not None:
+            raise
+        speech = ", ".join(f.name for f in FAMILIES if f.has_audio)
+        raise BackendError(
+            f"model {source!r} has model_type {config.model_type!r}, which is neither a "
+            f"supported speech-aware LM ({speech}) nor a causal LM"
+        ) from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:
@@ -337,7 +334,10 @@ class HFBackend(PolicyBackend):
                 raise BackendError(
                     f"LoRA targets {list(names)} match no module of the language model: {first}"
                 ) from exc
+            # the checkpoint's own adapters (Granite-Speech's audio LoRA), frozen
+            self.adapter.attach_adapters(self.peft, self._source())
         else:
+            self.model = self.adapter.merge_adapters(self.model, self._source())
             wanted = {"lm": train_lm, "projector": spec.train_projector,
                       "encoder": spec.train_encoder}  # fmt: skip
             for name, param in self.model.named_parameters():
@@ -352,6 +352,10 @@ class HFBackend(PolicyBackend):
         self._reference_copy = (
             None if self.peft is not None else {n: p.detach().clone() for n, p in self._trainable}
         )
+
+    def _source(self) -> str:
+        """The directory (or hub id) the model was loaded from; empty for a built model."""
+        return str(getattr(self.model, "name_or_path", "") or "")
 
     def _named_parameters(self) -> Iterator[tuple[str, Any]]:
         return (self.peft or self.model).named_parameters()
@@ -417,10 +421,10 @@ class HFBackend(PolicyBackend):
 
     @contextlib.contextmanager
     def _reference(self) -> Iterator[None]:
-        """The reference policy: adapters disabled (LoRA) or the initial trainable tensors."""
+        """The reference policy's weights without LoRA: the initial trainable tensors. With
+        LoRA, :meth:`_scope` chooses the adapters of each pass (``reference=True``)."""
         if self.peft is not None:
-            with self.peft.disable_adapter():
-                yield
+            yield
             return
         current = {n: p.data for n, p in self._trainable}
         try:
@@ -430,6 +434,51 @@ class HFBackend(PolicyBackend):
         finally:
             for name, param in self._trainable:
                 param.data = current[name]
+
+    def _scope(self, *, audio: bool, reference: bool) -> Any:
+        """The adapters of one pass (the family's rule; without LoRA nothing to switch)."""
+        if self.peft is None:
+            return contextlib.nullcontext()
+        return self.adapter.adapter_scope(self.peft, audio=audio, reference=reference)
+
+    def _scope_groups(self, encoded: list[Encoded]) -> list[tuple[bool, list[int]]]:
+        """Prompt indices by the adapters their passes need: one group, or (Granite-Speech's
+        audio LoRA) those with audio and those without."""
+        audio = [e.features is not None for e in encoded]
+        if not self.adapter.splits_by_audio:
+            return [(any(audio), list(range(len(encoded))))]
+        groups = [(flag, [i for i, a in enumerate(audio) if a == flag]) for flag in (True, False)]
+        return [(flag, rows) for flag, rows in groups if rows]
+
+    def _scored(
+        self,
+        encoded: list[Encoded],
+        token_ids: Any,
+        mask: Any,
+        *,
+        reference: bool = False,
+        temperature: float = 1.0,
+    ) -> Any:
+        """:meth:`_completion_logprobs` with each group of prompts under its adapters."""
+        import torch
+
+        groups = self._scope_groups(encoded)
+        if len(groups) == 1:
+            with self._scope(audio=groups[0][0], reference=reference):
+                return self._completion_logprobs(encoded, token_ids, mask, temperature)
+        rows: dict[int, Any] = {}
+        for audio, index in groups:
+            if not audio and torch.is_grad_enabled() and self.spec.gradient_checkpointing:
+                raise BackendError(
+                    "gradient checkpointing recomputes a text-only prompt's pass under the "
+                    "audio LoRA; train on prompts with audio or without gradient_checkpointing"
+                )
+            with self._scope(audio=audio, reference=reference):
+                out = self._completion_logprobs(
+                    [encoded[i] for i in index], token_ids[index], mask[index], temperature
+                )
+            rows.update(zip(index, out))
+        return torch.stack([rows[p] for p in range(len(encoded))])
 
     # --- prompts ---
 
@@ -448,6 +497,11 @@ class HFBackend(PolicyBackend):
                 raise BackendError(
                     f"prompt {pid}: the text has an {AUDIO_MARKER} marker but the prompt has no "
                     f"audio; give the audio or remove the marker"
+                )
+            if prompt.audio is None and self.adapter.audio_only:
+                raise BackendError(
+                    f"prompt {pid}: has no audio, but the model's audio LoRA is merged into its "
+                    "weights for full fine-tuning (lora_r=0); use LoRA or give every prompt audio"
                 )
             if prompt.audio is not None and markers != 1:
                 raise BackendError(
@@ -606,23 +660,32 @@ class HFBackend(PolicyBackend):
             pad_token_id=self.tokenizer.pad_token_id,
             suppress_tokens=[self.audio.token_id] if self.audio else None,
         )
-        processors = LogitsProcessorList()
-        if not sampling.greedy:
-            keys = [(first_index + p, g) for p in range(num_p) for g in range(num_g)]
-            processors.append(
-                _RowSampler(sampling.temperature, sampling.top_p, seed, keys, self.device)
-            )
-        with self._eval(), torch.no_grad(), self._autocast():
-            if self._shares_prompts(encoded):
-                sequences = self._generate_shared(encoded, num_g, config, processors)
-            else:  # every row runs its prompt: P*G prefills
-                batch = self._batch(encoded, rows)
-                kwargs = self._model_inputs(batch, batch["input_ids"], batch["attention_mask"])
-                if "inputs_embeds" in kwargs:
-                    kwargs["input_ids"] = batch["input_ids"]
-                sequences = self._generate_tokens(kwargs, config, processors)
-        prompt_length = max(len(e.ids) for e in encoded)
-        new = sequences[:, prompt_length:]  # [P*G, T]
+        pieces = {}  # prompt index -> its G rows of new tokens [G, T_group]
+        for audio, index in self._scope_groups(encoded):
+            processors = LogitsProcessorList()
+            if not sampling.greedy:
+                keys = [(first_index + p, g) for p in index for g in range(num_g)]
+                processors.append(
+                    _RowSampler(sampling.temperature, sampling.top_p, seed, keys, self.device)
+                )
+            group = [encoded[p] for p in index]
+            with (
+                self._eval(),
+                torch.no_grad(),
+                self._autocast(),
+                self._scope(audio=audio, reference=False),
+            ):
+                tokens = self._new_tokens(group, num_g, config, processors)  # [len * G, T]
+            pieces.update(zip(index, tokens.split(num_g)))
+        width = max(t.shape[1] for t in pieces.values())
+        new = torch.cat(
+            [
+                torch.nn.functional.pad(
+                    pieces[p], (0, width - pieces[p].shape[1]), value=self.tokenizer.pad_token_id
+                )
+                for p in range(num_p)
+            ]
+        )  # [P*G, T]: groups that stopped early padded (after their EOS)
         is_eos = torch.isin(new, torch.tensor(self.eos_token_ids, device=new.device))
         seen = is_eos.long().cumsum(-1)
         mask = (seen == 0) | (is_eos & (seen == 1))  # up to and including the first EOS
@@ -638,7 +701,7 @@ class HFBackend(PolicyBackend):
         if sampling.logprobs:  # pi_old for a step that reuses its samples (mu > 1)
             temperature = sampling.logprobs_temperature or sampling.temperature
             with self._eval(), torch.no_grad():
-                logprobs = self._completion_logprobs(encoded, token_ids, mask, temperature)
+                logprobs = self._scored(encoded, token_ids, mask, temperature=temperature)
         return Completions(
             token_ids=token_ids,
             mask=mask,
@@ -646,6 +709,19 @@ class HFBackend(PolicyBackend):
             text=[text[p * num_g : (p + 1) * num_g] for p in range(num_p)],
             logprobs=logprobs,
         )
+
+    def _new_tokens(self, encoded: list[Encoded], num_g: int, config: Any, processors: Any) -> Any:
+        """The G sampled continuations of each prompt [P*G, T] (prompt tokens removed)."""
+        if self._shares_prompts(encoded):
+            sequences = self._generate_shared(encoded, num_g, config, processors)
+        else:  # every row runs its prompt: P*G prefills
+            rows = [p for p in range(len(encoded)) for _ in range(num_g)]
+            batch = self._batch(encoded, rows)
+            kwargs = self._model_inputs(batch, batch["input_ids"], batch["attention_mask"])
+            if "inputs_embeds" in kwargs:
+                kwargs["input_ids"] = batch["input_ids"]
+            sequences = self._generate_tokens(kwargs, config, processors)
+        return sequences[:, max(len(e.ids) for e in encoded) :]
 
     def _shares_prompts(self, encoded: list[Encoded]) -> bool:
         """Whether generation runs each prompt once for its G samples (the default; off with
@@ -719,11 +795,12 @@ class HFBackend(PolicyBackend):
             raise BackendError(f"logprobs needs temperature > 0, got {temperature}")
         if reference:
             with self._eval(), torch.no_grad(), self._reference():
-                return self._completion_logprobs(encoded, token_ids, mask, temperature)
+                return self._scored(encoded, token_ids, mask, reference=True,
+                                    temperature=temperature)  # fmt: skip
         if grad:
-            return self._completion_logprobs(encoded, token_ids, mask, temperature)
+            return self._scored(encoded, token_ids, mask, temperature=temperature)
         with self._eval(), torch.no_grad():
-            return self._completion_logprobs(encoded, token_ids, mask, temperature)
+            return self._scored(encoded, token_ids, mask, temperature=temperature)
 
     def _completion_logprobs(
         self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any, temperature: float = 1.0
@@ -893,7 +970,11 @@ class HFBackend(PolicyBackend):
     def _write_pretrained(self, module: Any, directory: Path) -> None:
         """Save ``module`` (this policy's model, or a copy of its PEFT wrapper, which is merged
         in place) with the tokenizer and audio preprocessing."""
-        merged = module.merge_and_unload() if self.peft is not None else module
+        if self.peft is not None:
+            self.adapter.save_adapters(module, directory)  # e.g. the audio LoRA, as released
+            merged = module.merge_and_unload(adapter_names=[USER_ADAPTER])
+        else:
+            merged = module
         merged.save_pretrained(directory)
         self.adapter.save_preprocessing(self.tokenizer, self.feature_extractor, directory)
 
@@ -936,6 +1017,21 @@ class HFBackend(PolicyBackend):
         with torch.no_grad():
             for name, param in self._trainable:
                 param.copy_(tensors[name])
+
+
+def parameter_report(model: Any, **spec: Any) -> dict[str, int]:
+    """:meth:`HFBackend.trainable_parameters` of a transformers model as the backend would set
+    it up (LoRA targets, frozen encoder, trained projector; ``spec``: ``ModelSpec`` options),
+    without a tokenizer, an optimizer or weights: the model may live on the meta device
+    (:mod:`rewardkit.backends.real_configs` builds released architectures that way)."""
+    backend = HFBackend.__new__(HFBackend)
+    backend.spec = ModelSpec("(in memory)", **spec)
+    backend.model, backend.peft = model, None
+    family = family_of(model.config)
+    backend.adapter = family.__new__(family)  # the family's parts and rules, no tokenizer
+    backend._fixed = {n for n, p in model.named_parameters() if not p.requires_grad}
+    backend._setup_trainable()
+    return backend.trainable_parameters()
 
 
 def rng_state() -> dict[str, Any]:

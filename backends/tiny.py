@@ -14,6 +14,8 @@ under a second, no downloads. Named specs (``TINY_SPECS``):
 * ``tiny-whisper-llama``: the layout ``rewardkit model assemble`` builds:
   Qwen2AudioForConditionalGeneration around a Whisper-style encoder and a Llama LM, a SmolLM2-like
   ChatML tokenizer whose audio token is ``<audio>``.
+  :func:`save_tiny_granite_with_audio_lora` saves it as a released checkpoint is laid out, with
+  a random audio LoRA (``adapter_config.json`` + ``adapter_model.safetensors``) beside it.
 * ``tiny-voxtral``: VoxtralForConditionalGeneration (Whisper encoder, MLP projector over 4 stacked
   frames, Llama LM). Its processor needs mistral-common; the backend builds inputs itself.
 
@@ -45,6 +47,7 @@ __all__ = [
     "bundled_models",
     "save_preprocessing",
     "save_tiny",
+    "save_tiny_granite_with_audio_lora",
 ]
 
 #: Named tiny specs -> model class family (``tiny`` is Qwen2-Audio, see the module docstring).
@@ -444,3 +447,34 @@ def save_preprocessing(family: str, tokenizer: Any, features: Any, directory: Pa
     from rewardkit.backends.families import family_named
 
     family_named(family).save_preprocessing(tokenizer, features, Path(directory))
+
+
+def save_tiny_granite_with_audio_lora(directory: str | Path, seed: int = 0, rank: int = 4) -> Path:
+    """A tiny Granite-Speech saved as a released one is laid out: ``has_lora_adapter`` in its
+    config and its audio LoRA beside the weights (``adapter_config.json``,
+    ``adapter_model.safetensors``). The LoRA is random (A and B, so it changes the output) on
+    the LM's ``q_proj`` and ``v_proj`` with dropout 0.05, the layout of the released adapter
+    (its model card: rank 64 on the query and value projections)."""
+    import shutil
+    import tempfile
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    parts = build_tiny("tiny-granite-speech", seed=seed)
+    parts.model.config.has_lora_adapter = True
+    directory = save_tiny(parts, directory)
+    torch.manual_seed(seed + 1)
+    lora = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "v_proj"],
+        task_type="CAUSAL_LM",
+        init_lora_weights=False,  # random B too: the adapter is not the identity
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        get_peft_model(parts.model, lora).save_pretrained(tmp)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copyfile(Path(tmp) / name, directory / name)
+    return directory

@@ -220,7 +220,8 @@ def main() -> int:
         "|---|---:|---:|---:|",
         *(
             f"| {k.removeprefix('time_')} | {medians['before'][k]:.1f} | "
-            f"{medians['after'][k]:.1f} | {ratios.get(k, float('nan')):.1f}x |"
+            f"{medians['after'][k]:.1f} | "
+            f"{f'{ratios[k]:.1f}x' if k in ratios else 'not run after'} |"
             for k in PHASES
         ),
     ]

@@ -183,26 +183,6 @@ class SpeechRecognition(Task):
         "Here is a recording: <audio> Transcribe it word for word.",
     )
 
-    def __init__(
-        self,
-        *,
-        max_duration: float | None = 30.0,
-        columns: str | None = None,
-        audio_dir: str | None = None,
-        subset: str | None = None,
-        templates: Literal["varied", "fixed"] = "varied",
-        template: str | None = None,
-    ):
-        """Options: see :class:`rewardkit.tasks.Task`."""
-        super().__init__(
-            max_duration=max_duration,
-            columns=columns,
-            audio_dir=audio_dir,
-            subset=subset,
-            templates=templates,
-            template=template,
-        )
-
     def template_values(self, example: Example) -> dict[str, str]:
         return {}
 

@@ -576,3 +576,35 @@ def test_assemble_then_train_through_the_cli(sources, spoken_data, tmp_path, tas
     rows = RunDir(out).read_metrics("train")
     assert [r["step"] for r in rows] == [1, 2] and all(r["num_tokens"] > 0 for r in rows)
     assert RunDir(out).read_metrics("validation")
+    # the trained model, exported, is the same kind of directory as the assembled one
+    from transformers import AutoProcessor
+
+    exported = tmp_path / "exported"
+    result = CliRunner().invoke(group, ["model", "export", str(out), "--out", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert type(AutoProcessor.from_pretrained(exported)).__name__ == "Qwen2AudioProcessor"
+    again = CliRunner().invoke(group, [*args[:2], str(exported), *args[3:-1], str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
+
+
+def test_rewardkit_prompts_equal_the_assembled_models_processor(assembled):
+    """The hf backend's prompt (ids, features, mask) for a text with <audio> is what the saved
+    Qwen2AudioProcessor makes of the same conversation."""
+    from transformers import AutoProcessor
+
+    from rewardkit.backends.hf import HFBackend
+    from rewardkit.policy import ModelSpec, OptimizerConfig, Prompt
+
+    backend = HFBackend.build(ModelSpec(str(assembled), lora_r=4), OptimizerConfig())
+    assert backend.family == "whisper_llama"
+    processor = AutoProcessor.from_pretrained(assembled)
+    prompt = Prompt("Listen to the audio <audio> and answer: who called?", speech(2.3), id="p")
+    text = processor.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt.text}], add_generation_prompt=True, tokenize=False
+    )
+    expected = processor(text=text, audio=prompt.audio, return_tensors="pt")
+    encoded = backend._encode([prompt])[0]
+    assert encoded.ids == expected["input_ids"][0].tolist()
+    assert encoded.ids.count(backend.audio.token_id) == 57  # 2.3 s -> 230 frames -> 57 tokens
+    assert torch.equal(encoded.features, expected["input_features"][0])
+    assert torch.equal(encoded.feature_mask, expected["feature_attention_mask"][0])

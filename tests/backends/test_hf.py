@@ -722,3 +722,188 @@ def test_row_sampler_draws_from_the_tempered_nucleus():
     freq = torch.bincount(drawn, minlength=4).float() / len(keys)
     expected = torch.tensor([0.25, 0.09, 0.0, 0.0]) / 0.34
     torch.testing.assert_close(freq, expected, rtol=0, atol=0.01)
+
+
+# --- Granite-Speech's audio LoRA, as a released checkpoint ships it ---------------------------
+
+
+@pytest.fixture(scope="module")
+def granite_lora_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny Granite-Speech laid out as released: has_lora_adapter and its audio LoRA beside."""
+    return str(tiny.save_tiny_granite_with_audio_lora(tmp_path_factory.mktemp("granite-lora")))
+
+
+def transformers_logprobs(model, backend: HFBackend, prompt: Prompt, ids, mask) -> torch.Tensor:
+    """Log-probs [G, T] (0 where masked) of one prompt's completions by transformers' own
+    forward in the model's native inputs (input_ids, input_features, input_features_mask)."""
+    encoded = backend._encode([prompt])[0]
+    inputs = backend._prompt_model_inputs(encoded)
+    out = torch.zeros(ids.shape)
+    for g in range(ids.shape[0]):
+        completion = ids[g][mask[g]]
+        full = torch.cat([inputs["input_ids"][0], completion])[None]
+        with torch.no_grad():
+            logits = model(**{**inputs, "input_ids": full, "attention_mask": torch.ones_like(full)})
+        logits = logits.logits[0, len(encoded.ids) - 1 : -1]
+        out[g, : len(completion)] = logits.log_softmax(-1).gather(-1, completion[:, None])[:, 0]
+    return out
+
+
+def released_granite(directory: str):
+    """transformers' own loading of the directory: it attaches the audio LoRA, enabled.
+    (Its ``enable_adapters`` / ``disable_adapters``, which its ``generate`` calls to switch the
+    adapter, need PEFT >= 0.22, newer than the PEFT installed here; the model without the
+    adapter is :func:`bare_granite`, the same weights built again from the seed.)"""
+    from transformers import GraniteSpeechForConditionalGeneration
+
+    model = GraniteSpeechForConditionalGeneration.from_pretrained(directory).eval()
+    assert model._hf_peft_config_loaded  # transformers found and attached the adapter
+    return model
+
+
+def bare_granite():
+    """The released model's weights without its audio LoRA (what saved it, seed 0)."""
+    return tiny.build_tiny("tiny-granite-speech").model.eval()
+
+
+def test_granite_audio_lora_is_the_released_model_and_the_reference(granite_lora_dir):
+    """Policy before training and reference at any time equal transformers' forward with the
+    audio LoRA on (audio prompts) or off (text-only prompts); the user's LoRA trains on top."""
+    released = released_granite(granite_lora_dir)
+    backend = build(granite_lora_dir)
+    audio_prompts, text = make_prompts(True), Prompt("Where is the station?", id="t")
+    prompts = [*audio_prompts, text]  # one call with and without audio
+    ids, mask = fixed_completions(backend, len(prompts))
+    on = torch.stack(
+        [transformers_logprobs(released, backend, p, ids[0], mask[0]) for p in prompts[:2]]
+    )
+    bare = bare_granite()
+    off_audio = transformers_logprobs(bare, backend, audio_prompts[0], ids[0], mask[0])
+    off_text = transformers_logprobs(bare, backend, text, ids[0], mask[0])
+    assert (on[0] - off_audio).abs().max() > 1e-3  # the adapter matters
+    policy = backend.logprobs(prompts, ids, mask)
+    torch.testing.assert_close(policy[:2], on, rtol=0, atol=1e-5)
+    torch.testing.assert_close(policy[2], off_text, rtol=0, atol=1e-5)
+    counts = backend.trainable_parameters()
+    assert counts["trainable"] == sum(p.numel() for _, p in backend._trainable)
+    assert not any(".audio." in n for n, _ in backend._trainable)  # the audio LoRA is frozen
+    for _ in range(2):
+        train_step(backend, audio_prompts, ids[:2], mask[:2])
+    trained = backend.logprobs(prompts, ids, mask)
+    assert (trained[:2] - on).abs().max() > 1e-3
+    reference = backend.logprobs(prompts, ids, mask, reference=True)
+    torch.testing.assert_close(reference[:2], on, rtol=0, atol=1e-5)
+    torch.testing.assert_close(reference[2], off_text, rtol=0, atol=1e-5)
+    # the passes left the adapters as they were: the policy is unchanged
+    assert torch.equal(backend.logprobs(prompts, ids, mask), trained)
+
+
+def test_granite_generation_switches_the_audio_lora_like_transformers(granite_lora_dir):
+    """Samples equal transformers' generation, with the same random streams, with the audio
+    LoRA on for the prompt with audio and off for the text-only one (the rule of its
+    GraniteSpeech ``generate``), in one call with and without audio."""
+    from transformers import GenerationMixin
+
+    released, bare = released_granite(granite_lora_dir), bare_granite()
+    backend = build(granite_lora_dir)
+    prompts = [make_prompts(True)[0], Prompt("Where is the station?", id="t")]
+    sampling = SamplingConfig(num_samples=3, max_new_tokens=8, seed=3)
+    out = backend.generate(prompts, sampling)
+
+    def sample(model, prompt: Prompt, p: int) -> list[list[int]]:
+        inputs = backend._prompt_model_inputs(backend._encode([prompt])[0])
+        rows = {k: v.repeat(3, *[1] * (v.dim() - 1)) for k, v in inputs.items()}
+        keys = [(p, g) for g in range(3)]
+        streams = hf._RowSampler(1.0, 1.0, backend.spec.seed + 3, keys, "cpu")
+        new = GenerationMixin.generate(  # no switching of adapters: the model's as it is
+            model,
+            **rows,
+            do_sample=False,
+            max_new_tokens=8,
+            logits_processor=[streams],
+            eos_token_id=backend.eos_token_ids,
+            pad_token_id=backend.tokenizer.pad_token_id,
+            suppress_tokens=[backend.audio.token_id],
+        )[:, inputs["input_ids"].shape[1] :]
+        return [row[: int(m.sum())].tolist() for row, m in zip(new, out.mask[p])]
+
+    def ours(p: int) -> list[list[int]]:
+        return [row[m].tolist() for row, m in zip(out.token_ids[p], out.mask[p])]
+
+    assert ours(0) == sample(released, prompts[0], 0)  # audio: the adapter on
+    assert ours(0) != sample(bare, prompts[0], 0)  # (and it changes the samples)
+    assert ours(1) == sample(bare, prompts[1], 1)  # text only: the adapter off
+
+
+def test_granite_saved_policy_keeps_the_audio_lora_as_released(granite_lora_dir, tmp_path):
+    """save_pretrained merges the user's LoRA and writes the audio LoRA beside, unchanged:
+    transformers loads the result, and it scores as the trained policy."""
+    from safetensors.torch import load_file
+
+    backend = build(granite_lora_dir)
+    prompts = make_prompts(True)
+    ids, mask = fixed_completions(backend, len(prompts))
+    train_step(backend, prompts, ids, mask)
+    backend.save_pretrained(tmp_path)
+    original = load_file(f"{granite_lora_dir}/adapter_model.safetensors")
+    saved = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert original.keys() == saved.keys()
+    assert all(torch.equal(original[k], saved[k]) for k in original)
+    trained = backend.logprobs(prompts, ids, mask)
+    released = released_granite(str(tmp_path))
+    for p, prompt in enumerate(prompts):
+        got = transformers_logprobs(released, backend, prompt, ids[p], mask[p])
+        torch.testing.assert_close(got, trained[p], rtol=0, atol=1e-4)
+
+
+def test_granite_full_fine_tuning_merges_the_audio_lora(granite_lora_dir):
+    """With lora_r=0 the audio LoRA is merged into the LM (equal to transformers' forward with
+    it on) and a text-only prompt, which would need it off, is a one-line error."""
+    released = released_granite(granite_lora_dir)
+    backend = build(granite_lora_dir, lora_r=0)
+    prompt = make_prompts(True)[0]
+    ids, mask = fixed_completions(backend, 1)
+    expected = transformers_logprobs(released, backend, prompt, ids[0], mask[0])
+    torch.testing.assert_close(
+        backend.logprobs([prompt], ids, mask)[0], expected, rtol=0, atol=1e-5
+    )
+    with pytest.raises(BackendError, match=r"prompt t: has no audio.*merged") as exc:
+        backend.logprobs([Prompt("Hello.", id="t")], ids, mask)
+    one_line(exc)
+
+
+def test_granite_announced_adapter_must_be_there(tmp_path):
+    parts = tiny.build_tiny("tiny-granite-speech")
+    parts.model.config.has_lora_adapter = True
+    tiny.save_tiny(parts, tmp_path)
+    with pytest.raises(BackendError, match=r"has_lora_adapter=true.*no adapter_config") as exc:
+        build(str(tmp_path))
+    one_line(exc)
+
+
+def test_qwen2_audio_prompt_equals_the_model_cards_example(tmp_path):
+    """The model card's conversation (an audio part, then the question) through the processor
+    with Qwen2-Audio's own chat template (transformers' ``Qwen2AudioProcessor``
+    default_chat_template, which the released processor uses: the hub's tokenizer config has
+    none; Apache-2.0) gives the ids rewardkit builds from ``"<audio>What's that sound?"``."""
+    from transformers import Qwen2AudioProcessor
+
+    parts = tiny.build_tiny("tiny")
+    template = Qwen2AudioProcessor.default_chat_template.fget(None)
+    parts.tokenizer.chat_template = template
+    tiny.save_tiny(parts, tmp_path)
+    processor = Qwen2AudioProcessor(feature_extractor=parts.feature_extractor,
+                                    tokenizer=parts.tokenizer)  # fmt: skip
+    assert processor.chat_template == template
+    audio = tone(1.0)
+    conversation = [
+        {"role": "user", "content": [
+            {"type": "audio", "audio_url": "glass_breaking.mp3"},
+            {"type": "text", "text": "What's that sound?"},
+        ]},
+    ]  # fmt: skip
+    text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    expected = processor(text=text, audio=[audio], return_tensors="pt")["input_ids"][0].tolist()
+    backend = build(str(tmp_path))
+    assert backend._encode([Prompt("<audio>What's that sound?", audio)])[0].ids == expected
+    assert "Audio 1: <|audio_bos|>" in text and text.startswith("<|im_start|>system\n")
