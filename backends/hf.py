@@ -34,9 +34,11 @@ With ``lora_r == 0`` the selected parts are trained fully (the LM by default:
 passes. Frozen encoders and projectors stay in eval mode (no dropout, no BatchNorm updates).
 
 Modes. ``generate`` and every no-grad ``logprobs`` pass run in eval mode; ``logprobs(grad=True)``
-uses the mode set by :meth:`HFBackend.train`. ``Completions.logprobs`` (only when
-``SamplingConfig.logprobs`` asks) are those of the sampled tokens under the untempered policy
-(temperature 1, no top-p), recomputed with a forward pass, so they equal ``logprobs(...)``.
+uses the mode set by :meth:`HFBackend.train`. ``logprobs(temperature=t)`` scores under
+``softmax(logits / t)``. ``Completions.logprobs`` (only when ``SamplingConfig.logprobs`` asks) are
+those of the sampled tokens under ``logits / SamplingConfig.logprobs_temperature`` (default: the
+sampling temperature; no top-p), recomputed with a forward pass, so they equal
+``logprobs(..., temperature=...)``.
 Sampling never emits the audio placeholder token. All returned tensors live on ``spec.device``.
 
 Checkpoints (``save``/``load``): ``trainable.safetensors`` (the trainable tensors by parameter
@@ -456,7 +458,13 @@ class HFBackend(PolicyBackend):
         return [(flag, rows) for flag, rows in groups if rows]
 
     def _scored(
-        self, encoded: list[Encoded], token_ids: Any, mask: Any, *, reference: bool = False
+        self,
+        encoded: list[Encoded],
+        token_ids: Any,
+        mask: Any,
+        *,
+        reference: bool = False,
+        temperature: float = 1.0,
     ) -> Any:
         """:meth:`_completion_logprobs` with each group of prompts under its adapters."""
         import torch
@@ -464,7 +472,7 @@ class HFBackend(PolicyBackend):
         groups = self._scope_groups(encoded)
         if len(groups) == 1:
             with self._scope(audio=groups[0][0], reference=reference):
-                return self._completion_logprobs(encoded, token_ids, mask)
+                return self._completion_logprobs(encoded, token_ids, mask, temperature)
         rows: dict[int, Any] = {}
         for audio, index in groups:
             if not audio and torch.is_grad_enabled() and self.spec.gradient_checkpointing:
@@ -474,7 +482,7 @@ class HFBackend(PolicyBackend):
                 )
             with self._scope(audio=audio, reference=reference):
                 out = self._completion_logprobs(
-                    [encoded[i] for i in index], token_ids[index], mask[index]
+                    [encoded[i] for i in index], token_ids[index], mask[index], temperature
                 )
             rows.update(zip(index, out))
         return torch.stack([rows[p] for p in range(len(encoded))])
@@ -701,8 +709,9 @@ class HFBackend(PolicyBackend):
         )
         logprobs = None
         if sampling.logprobs:  # pi_old for a step that reuses its samples (mu > 1)
+            temperature = sampling.logprobs_temperature or sampling.temperature
             with self._eval(), torch.no_grad():
-                logprobs = self._scored(encoded, token_ids, mask)
+                logprobs = self._scored(encoded, token_ids, mask, temperature=temperature)
         return Completions(
             token_ids=token_ids,
             mask=mask,
@@ -775,9 +784,11 @@ class HFBackend(PolicyBackend):
         *,
         reference: bool = False,
         grad: bool = False,
+        temperature: float = 1.0,
     ) -> Any:
-        """Per-token log-probs [P, G, T] float32 (0 where masked). Reference passes never track
-        gradients; no-grad passes run in eval mode, grad passes in the current mode."""
+        """Per-token log-probs [P, G, T] float32 (0 where masked) under softmax(logits /
+        temperature). Reference passes never track gradients; no-grad passes run in eval mode,
+        grad passes in the current mode."""
         import torch
 
         token_ids = torch.as_tensor(token_ids, device=self.device).long()
@@ -790,16 +801,22 @@ class HFBackend(PolicyBackend):
         encoded = self._encode(prompts)
         if self.audio is not None and bool((token_ids[mask] == self.audio.token_id).any()):
             raise BackendError("completions contain the audio placeholder token")
+        if not temperature > 0:
+            raise BackendError(f"logprobs needs temperature > 0, got {temperature}")
         if reference:
             with self._eval(), torch.no_grad(), self._reference():
-                return self._scored(encoded, token_ids, mask, reference=True)
+                return self._scored(encoded, token_ids, mask, reference=True,
+                                    temperature=temperature)  # fmt: skip
         if grad:
-            return self._scored(encoded, token_ids, mask)
+            return self._scored(encoded, token_ids, mask, temperature=temperature)
         with self._eval(), torch.no_grad():
-            return self._scored(encoded, token_ids, mask)
+            return self._scored(encoded, token_ids, mask, temperature=temperature)
 
-    def _completion_logprobs(self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any) -> Any:
-        """Log-probs [P, G, T] float32 (0 where masked) of each prompt's G completions.
+    def _completion_logprobs(
+        self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any, temperature: float = 1.0
+    ) -> Any:
+        """Log-probs [P, G, T] float32 (0 where masked) of each prompt's G completions, under
+        softmax(logits / temperature).
 
         Each prompt runs once (audio encoder included) and its keys/values are shared by its G
         completions (:mod:`rewardkit.backends.shared_prompt`; equal to the naive pass within
@@ -812,15 +829,23 @@ class HFBackend(PolicyBackend):
 
         checkpointed = self.spec.gradient_checkpointing and torch.is_grad_enabled()
         if not self.spec.extra.get("shared_prompt", True) or checkpointed:
-            return self._naive_logprobs(prompt_inputs, token_ids, mask)
+            return self._naive_logprobs(prompt_inputs, token_ids, mask, temperature)
         with self._autocast():
             rows = [
-                completion_logprobs(self.model, self._prompt_model_inputs(e), token_ids[p], mask[p])
+                completion_logprobs(
+                    self.model,
+                    self._prompt_model_inputs(e),
+                    token_ids[p],
+                    mask[p],
+                    temperature=temperature,
+                )
                 for p, e in enumerate(prompt_inputs)
             ]  # P x [G, T]
         return torch.stack(rows)
 
-    def _naive_logprobs(self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any) -> Any:
+    def _naive_logprobs(
+        self, prompt_inputs: list[Encoded], token_ids: Any, mask: Any, temperature: float = 1.0
+    ) -> Any:
         """Naive full-sequence log-probs: [left-padded prompt | completion] for all P*G rows in
         one forward pass. token_ids, mask: [P, G, T] -> [P, G, T] float32, 0 where masked."""
         import torch
@@ -839,7 +864,7 @@ class HFBackend(PolicyBackend):
         with self._autocast():
             out = self.model(**kwargs, position_ids=positions, use_cache=False)
         start = 0 if self._keeps_logits else batch["input_ids"].shape[1] - 1
-        logits = out.logits[:, start : start + length].float()  # [B, T, V]
+        logits = out.logits[:, start : start + length].float() / temperature  # [B, T, V]
         logp = torch.log_softmax(logits, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
         return logp.masked_fill(~completion_mask, 0.0).reshape(num_p, num_g, length)
 

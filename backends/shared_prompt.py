@@ -32,10 +32,17 @@ __all__ = ["completion_logprobs"]
 
 
 def completion_logprobs(
-    model: Any, prompt_inputs: dict, token_ids: Any, mask: Any, *, shared: bool = True
+    model: Any,
+    prompt_inputs: dict,
+    token_ids: Any,
+    mask: Any,
+    *,
+    shared: bool = True,
+    temperature: float = 1.0,
 ) -> Any:
     """Per-token log-probs [G, T] (float32, 0 where mask is False) of G completions
-    (token_ids [G, T] int64, right-padded; mask [G, T] bool) following ONE prompt.
+    (token_ids [G, T] int64, right-padded; mask [G, T] bool) following ONE prompt, under
+    ``softmax(logits / temperature)`` (1.0: the model's own distribution).
 
     prompt_inputs: the model's keyword inputs for the prompt alone, batch size 1 (input_ids,
     attention_mask, and audio inputs such as input_features / feature_attention_mask /
@@ -78,13 +85,15 @@ def completion_logprobs(
         shared = False
 
     if shared:
-        logp = _shared_logprobs(model, prompt_inputs, token_ids, mask)
+        logp = _shared_logprobs(model, prompt_inputs, token_ids, mask, temperature)
     else:
-        logp = _naive_logprobs(model, prompt_inputs, token_ids, mask)
+        logp = _naive_logprobs(model, prompt_inputs, token_ids, mask, temperature)
     return logp.masked_fill(~mask, 0.0)  # [G, T]
 
 
-def _shared_logprobs(model: Any, prompt_inputs: dict, token_ids: Any, mask: Any) -> Any:
+def _shared_logprobs(
+    model: Any, prompt_inputs: dict, token_ids: Any, mask: Any, temperature: float
+) -> Any:
     """Log-probs [G, T] (unmasked), the prompt run once and its keys/values shared."""
     import torch
 
@@ -97,7 +106,7 @@ def _shared_logprobs(model: Any, prompt_inputs: dict, token_ids: Any, mask: Any)
     # 1. The prompt, batch 1: audio encoder + projector + LM, keeping its keys/values.
     with _last_logits(model, 1) as keep:
         out = model(**prompt_inputs, use_cache=True, **keep)
-    first = _gather_logprobs(out.logits[:, -1:, :], token_ids[:, :1])  # [G, 1]
+    first = _gather_logprobs(out.logits[:, -1:, :], token_ids[:, :1], temperature)  # [G, 1]
     if t == 1:
         return first
     cache = getattr(out, "cache", None)
@@ -130,11 +139,13 @@ def _shared_logprobs(model: Any, prompt_inputs: dict, token_ids: Any, mask: Any)
         use_cache=True,
         **{cache_kw: cache},
     )
-    rest = _gather_logprobs(out.logits, token_ids[:, 1:])  # [G, T-1]
+    rest = _gather_logprobs(out.logits, token_ids[:, 1:], temperature)  # [G, T-1]
     return torch.cat([first, rest], dim=1)  # [G, T]
 
 
-def _naive_logprobs(model: Any, prompt_inputs: dict, token_ids: Any, mask: Any) -> Any:
+def _naive_logprobs(
+    model: Any, prompt_inputs: dict, token_ids: Any, mask: Any, temperature: float
+) -> Any:
     """Log-probs [G, T] (unmasked) from the G full sequences (prompt + completion) in one batch."""
     import torch
 
@@ -149,12 +160,15 @@ def _naive_logprobs(model: Any, prompt_inputs: dict, token_ids: Any, mask: Any) 
     )  # [G, P+T-1]
     with _last_logits(model, t) as keep:
         out = model(**batch, use_cache=False, **keep)
-    return _gather_logprobs(out.logits[:, -t:, :], token_ids)  # positions P-1 .. P+T-2
+    return _gather_logprobs(out.logits[:, -t:, :], token_ids, temperature)  # P-1 .. P+T-2
 
 
-def _gather_logprobs(logits: Any, token_ids: Any) -> Any:
-    """log p(token) [G, n] in float32 from logits [B, n, V], B = G or 1 (shared by the group)."""
+def _gather_logprobs(logits: Any, token_ids: Any, temperature: float = 1.0) -> Any:
+    """log p(token) [G, n] in float32 under softmax(logits / temperature), from logits
+    [B, n, V], B = G or 1 (shared by the group)."""
     logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
     lse = logits.logsumexp(dim=-1)  # [B, n]
     picked = logits.expand(token_ids.shape[0], -1, -1).gather(-1, token_ids.unsqueeze(-1))
     return picked.squeeze(-1) - lse  # [G, n]

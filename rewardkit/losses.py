@@ -42,6 +42,7 @@ from rewardkit.errors import RewardkitError
 LossType = Literal["dapo", "grpo", "dr_grpo", "bnpo"]
 LOSS_TYPES: tuple[str, ...] = ("dapo", "grpo", "dr_grpo", "bnpo")
 SCALE_MODES: tuple[str, ...] = ("group", "batch", "none")
+STD_MODES: tuple[str, ...] = ("floor", "add")
 
 
 # --- advantages ---
@@ -51,6 +52,7 @@ def group_advantages(
     rewards: Tensor,  # [P, G]
     scale: Literal["group", "batch", "none"] = "group",
     std_floor: float = 1e-4,
+    std_mode: Literal["floor", "add"] = "floor",
 ) -> tuple[Tensor, dict[str, float]]:
     """Group-relative advantages ``A = (r - mean_group(r)) / max(std, std_floor)``.
 
@@ -58,9 +60,12 @@ def group_advantages(
     ``"batch"``: one std over all P * G rewards, the mean staying the group's (TRL's
     ``scale_rewards="batch"``); ``"none"``: no division (Dr. GRPO).
 
-    The std is ``torch.std``'s unbiased (sample, ``/ (n - 1)``) estimator, as in TRL. The floor
-    replaces TRL's ``std + 1e-4``: ``max`` leaves well-spread groups exactly standardised, and a
-    group whose rewards all tie gets advantages 0 (its deviations are 0) and so no gradient.
+    The std is ``torch.std``'s unbiased (sample, ``/ (n - 1)``) estimator, as in TRL.
+    ``std_mode="floor"`` (the default) divides by ``max(std, std_floor)``: well-spread groups are
+    exactly standardised. ``"add"`` divides by ``std + std_floor``, TRL's ``std + 1e-4``
+    (with ``std_floor=1e-4``): every group is shrunk a little, and a near-tied group much more
+    (std 7e-5: an outlier's advantage 1.03 instead of 1.75). Either way a group whose rewards
+    all tie gets advantages 0 (its deviations are 0) and so no gradient.
 
     Returns the advantages [P, G] (the rewards' dtype) and detached diagnostics:
     ``zero_std_fraction`` (groups whose rewards all tie), ``advantage_{mean,std,min,max}``,
@@ -70,6 +75,8 @@ def group_advantages(
         raise ValueError(f"rewards must be [P, G] with G >= 2, got shape {tuple(rewards.shape)}")
     if scale not in SCALE_MODES:
         raise RewardkitError(f"unknown scale {scale!r}; choose one of {', '.join(SCALE_MODES)}")
+    if std_mode not in STD_MODES:
+        raise RewardkitError(f"unknown std_mode {std_mode!r}; choose one of {', '.join(STD_MODES)}")
     if not std_floor > 0:
         raise RewardkitError(f"std_floor must be > 0, got {std_floor}")
     if not torch.isfinite(rewards).all():
@@ -78,13 +85,12 @@ def group_advantages(
 
     mean = rewards.mean(dim=1, keepdim=True)  # [P, 1]
     group_std = rewards.std(dim=1, keepdim=True)  # [P, 1], unbiased
-    if scale == "group":
-        denom = group_std.clamp_min(std_floor)  # [P, 1]
-    elif scale == "batch":
-        denom = rewards.std().clamp_min(std_floor)  # [], unbiased over all P * G
+    if scale == "none":
+        advantages = rewards - mean  # [P, G]
     else:
-        denom = torch.ones((), dtype=rewards.dtype, device=rewards.device)
-    advantages = (rewards - mean) / denom  # [P, G]
+        std = group_std if scale == "group" else rewards.std()  # [P, 1] or [] (all P * G)
+        denom = std.clamp_min(std_floor) if std_mode == "floor" else std + std_floor
+        advantages = (rewards - mean) / denom  # [P, G]
 
     stats = {
         "zero_std_fraction": (group_std <= 1e-8).float().mean().item(),
@@ -111,7 +117,9 @@ class LossConfig:
     ``dr_grpo``. ``mask_truncated`` drops completions that hit the limit without EOS from the
     loss and from the token counts (TRL's ``mask_truncated_completions``). ``kl_off_policy``:
     whether the KL term also applies to off-policy (reference-answer) rows; off by default, see
-    :class:`PolicyLoss`.
+    :class:`PolicyLoss`. ``kl_bias_correction``: multiply the per-token k3 KL by the importance
+    ratio s (with its gradient), TRL's ``use_bias_correction_kl`` (TRL 1.16's default; off here,
+    as in the paper and in TRL before 1.x). At mu = 1 s is 1 in value but not in gradient.
     """
 
     loss_type: LossType = "dapo"
@@ -121,6 +129,7 @@ class LossConfig:
     max_completion_length: int | None = None
     mask_truncated: bool = False
     kl_off_policy: bool = False
+    kl_bias_correction: bool = False
 
     def __post_init__(self) -> None:
         if self.loss_type not in LOSS_TYPES:
@@ -182,7 +191,8 @@ class PolicyLoss(torch.nn.Module):
     reference is meant to teach it; LUFFY, which the off-policy member follows, uses no KL term.
     Their tokens still count in every normalisation.
 
-    The KL term is computed only when ``ref_logp`` is given and ``beta > 0``.
+    The KL term is computed only when ``ref_logp`` is given and ``beta > 0``; with
+    ``config.kl_bias_correction`` it is ``s * k3`` (off-policy rows: ``exp(logp) * k3``).
     """
 
     def __init__(self, config: LossConfig | None = None) -> None:
@@ -227,6 +237,8 @@ class PolicyLoss(torch.nn.Module):
         kl = None
         if ref_logp is not None and cfg.beta > 0:
             kl = k3_kl(ref_logp.detach(), logp)  # [N, T]
+            if cfg.kl_bias_correction:  # TRL's use_bias_correction_kl: weight by s (not detached)
+                kl = kl * torch.where(off, off_ratio, ratio)
             kl_tokens = tokens if cfg.kl_off_policy else tokens & ~off
             per_token = per_token + cfg.beta * torch.where(kl_tokens, kl, 0.0)
 

@@ -52,6 +52,9 @@ class SamplingConfig:
     #: Also return the sampled tokens' log-probs (``Completions.logprobs``, pi_old); only a
     #: step that reuses its samples (mu > 1) needs them, so they cost nothing otherwise.
     logprobs: bool = False
+    #: The temperature those log-probs are taken at (``softmax(logits / t)``, no top-p); None:
+    #: ``temperature``, the distribution sampled. 1.0 gives the model's own (untempered) ones.
+    logprobs_temperature: float | None = None
 
 
 @dataclass
@@ -62,8 +65,9 @@ class Completions:
     on real completion tokens (the EOS token included when generated); ``truncated``: [P, G] bool,
     true when generation stopped at ``max_new_tokens`` without EOS; ``text``: decoded completions
     without special tokens; ``logprobs``: [P, G, T] float32 log-probabilities of the sampled
-    tokens under the policy that generated them (``pi_old`` for GRPO), 0 where masked, when
-    ``SamplingConfig.logprobs`` asked for them (else None).
+    tokens under the policy that generated them (``pi_old`` for GRPO) at
+    ``SamplingConfig.logprobs_temperature``, 0 where masked, when ``SamplingConfig.logprobs``
+    asked for them (else None).
     """
 
     token_ids: Any
@@ -140,8 +144,12 @@ class PolicyBackend(ABC):
         *,
         reference: bool = False,
         grad: bool = False,
+        temperature: float = 1.0,
     ) -> Any:
-        """Per-token log-probabilities [P, G, T] of given completions.
+        """Per-token log-probabilities [P, G, T] of given completions under
+        ``softmax(logits / temperature)`` (GRPO passes the sampling temperature, so that policy,
+        old and reference log-probs are those of the distribution that was sampled, as TRL and
+        verl do; 1.0: the model's own distribution).
 
         ``reference=True`` scores them under the reference policy (for LoRA: the same model with
         the adapters disabled, never a second copy). ``grad=True`` keeps the graph for

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "bertscore_reward": "rewardkit.plugins.bertscore_reward",
     "comet_reward": "rewardkit.plugins.comet_reward",
     "speech_tasks": "rewardkit.plugins.speech_tasks",
+    "text_task": "rewardkit.plugins.text_task",
     "hf": "rewardkit.backends.hf",
     "deepspeed": "rewardkit.backends.deepspeed",
 }

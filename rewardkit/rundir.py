@@ -76,6 +76,7 @@ RESUME_ALLOWED: frozenset[str] = frozenset(
         "epochs",
         "eval_interval",
         "save_interval",
+        "save",
         "log_interval",
         "keep_last",
         "output_dir",

@@ -8,7 +8,9 @@ resampled to the model's rate. The training loop scores completions against
 ``Example.references``; ``Example.source`` (the transcript or source-language text) is passed on
 to rewards that need it, such as COMET.
 
-Built-in tasks (``rewardkit.plugins.speech_tasks``): ``speech_translation`` and ``spoken_qa``.
+Built-in tasks: ``speech_translation``, ``spoken_qa`` and ``asr``
+(``rewardkit.plugins.speech_tasks``), and ``text`` (``rewardkit.plugins.text_task``: a prompt
+and references, no audio, for any causal LM).
 
 Instruction text and the audio placeholder
     ``Prompt.text`` contains the literal token ``<audio>`` (:data:`AUDIO_PLACEHOLDER`) exactly
@@ -20,7 +22,9 @@ Instruction text and the audio placeholder
 
 Data sources (``load(source, split)``), tried in this order
     1. A JSONL manifest: ``source`` is a ``.jsonl`` file (``split`` is then ignored) or a
-       directory holding ``{split}.jsonl``. A ``.json`` file or ``{split}.json`` holding one JSON
+       directory holding ``{split}.jsonl``. A ``.tsv`` file or ``{split}.tsv`` (a header row,
+       tab-separated, no quoting; a column name repeated, e.g. ``reference`` twice, gives a list
+       of values) works the same way. A ``.json`` file or ``{split}.json`` holding one JSON
        array of objects (LibriSQA's format) works the same way, as does a single
        ``*-{split}.json[l]`` / ``*_{split}.json[l]`` file in the directory
        (``LibriSQA-PartI-train.json``).
@@ -127,7 +131,7 @@ AUDIO_PLACEHOLDER = "<audio>"
 DATASETS_EXTRA = "datasets"
 SKIP_HINT = "or skip such rows with --skip-bad-rows"
 
-SourceKind = Literal["jsonl", "json", "parquet", "arrow", "hub"]
+SourceKind = Literal["jsonl", "json", "tsv", "parquet", "arrow", "hub"]
 
 
 class TaskError(RewardkitError):
@@ -242,6 +246,7 @@ class DataSource:
         what = {
             "jsonl": "JSONL manifest",
             "json": "JSON manifest",
+            "tsv": "TSV file",
             "parquet": "parquet",
             "arrow": "datasets save_to_disk directory",
             "hub": "datasets hub",
@@ -274,7 +279,7 @@ def _looks_like_path(source: str) -> bool:
         source.startswith(("/", ".", "~"))
         or "\\" in source
         or source.count("/") > 1
-        or Path(source).suffix.lower() in (".jsonl", ".json", ".parquet")
+        or Path(source).suffix.lower() in (".jsonl", ".json", ".tsv", ".parquet")
     )
 
 
@@ -283,11 +288,13 @@ def resolve_source(source: str, split: str, *, subset: str | None = None) -> Dat
     path = Path(source).expanduser()
     if path.is_file():
         suffix = path.suffix.lower()
-        kinds: dict[str, SourceKind] = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+        kinds: dict[str, SourceKind] = {".jsonl": "jsonl", ".json": "json", ".tsv": "tsv",
+                                        ".parquet": "parquet"}  # fmt: skip
         if suffix not in kinds:
             raise DataError(
                 f"data source {source}: unsupported file type {suffix or '(none)'}; pass a .jsonl "
-                "manifest, a .json array, parquet files, or a directory holding {split}.jsonl"
+                "manifest, a .json array, a .tsv file, parquet files, or a directory holding "
+                "{split}.jsonl"
             )
         return DataSource(kinds[suffix], str(path), split, (path,), path.parent, subset)
     if path.is_dir():
@@ -304,7 +311,8 @@ SPLIT_ALIASES = {"validation": ("dev", "valid"), "dev": ("validation", "valid"),
 
 def _resolve_directory(path: Path, split: str, subset: str | None) -> DataSource:
     for name_of_split in (split, *SPLIT_ALIASES.get(split, ())):
-        for name, kind in ((f"{name_of_split}.jsonl", "jsonl"), (f"{name_of_split}.json", "json")):
+        for name, kind in ((f"{name_of_split}.jsonl", "jsonl"), (f"{name_of_split}.json", "json"),
+                           (f"{name_of_split}.tsv", "tsv")):  # fmt: skip
             if (path / name).is_file():
                 file = path / name
                 return DataSource(kind, str(file), split, (file,), path, subset)  # type: ignore[arg-type]
@@ -462,7 +470,7 @@ def _source_dataset(src: DataSource) -> tuple[SourceKind, str, Any]:
 
 def source_columns(src: DataSource) -> list[str] | None:
     """The column names of a table source; None for JSON sources (keys vary by row)."""
-    if src.kind in ("jsonl", "json"):
+    if src.kind in ("jsonl", "json", "tsv"):
         return None
     if src.kind == "parquet":
         names: list[str] = []
@@ -480,6 +488,8 @@ def iter_rows(src: DataSource, columns: Sequence[str] | None = None) -> Iterator
         yield from _jsonl_rows(src.files[0])
     elif src.kind == "json":
         yield from _json_rows(src.files[0])
+    elif src.kind == "tsv":
+        yield from _tsv_rows(src.files[0])
     elif src.kind == "parquet":
         index = 0
         for file in src.files:
@@ -534,6 +544,39 @@ def _json_row(line: str, where: str, index: int) -> Row:
         )
         return Row(where, index, None, error)
     return Row(where, index, values)
+
+
+def _tsv_rows(path: Path) -> Iterator[Row]:
+    """Rows of a TSV file: a header row, then one row per line (blank lines ignored); no
+    quoting. A column name given more than once collects its cells into a list (several
+    references); empty cells are absent values."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc.reason}); write it as UTF-8") from exc
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise DataError(f"{path}: empty TSV file; the first line must name the columns")
+    header = [name.strip() for name in numbered[0][1].split("\t")]
+    for index, (lineno, line) in enumerate(numbered[1:]):
+        where = f"{path} line {lineno}"
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            error = DataError(
+                f"{where}: {len(cells)} tab-separated cells, the header has {len(header)}",
+                "bad_row",
+            )
+            yield Row(where, index, None, error)
+            continue
+        values: dict[str, Any] = {}
+        for name, cell in zip(header, cells):
+            value = cell.strip() or None
+            if name not in values:
+                values[name] = value
+            else:  # a repeated column: a list of its non-empty cells
+                before = values[name] if isinstance(values[name], list) else [values[name]]
+                values[name] = [v for v in (*before, value) if v is not None]
+        yield Row(where, index, values)
 
 
 def _json_rows(path: Path) -> Iterator[Row]:
@@ -651,6 +694,8 @@ class Task(Configurable, ABC):
     optional_fields: ClassVar[tuple[str, ...]] = ()
     #: Whether every row needs audio.
     audio_required: ClassVar[bool] = True
+    #: A text-only task: no audio, and templates hold no ``<audio>`` marker.
+    text_only: ClassVar[bool] = False
     #: Instruction templates with ``<audio>`` and ``{field}`` placeholders; the first is the
     #: one ``templates=fixed`` uses.
     builtin_templates: ClassVar[tuple[str, ...]]
@@ -689,7 +734,12 @@ class Task(Configurable, ABC):
             self.templates = builtin[:1] if templates == "fixed" else tuple(builtin)
 
     def _check_template(self, template: str) -> None:
-        if template.count(AUDIO_PLACEHOLDER) != 1:
+        if self.text_only and AUDIO_PLACEHOLDER in template:
+            raise TaskError(
+                f"task '{self.name}' has no audio: template {template!r} must not contain "
+                f"{AUDIO_PLACEHOLDER}"
+            )
+        if not self.text_only and template.count(AUDIO_PLACEHOLDER) != 1:
             raise TaskError(
                 f"task '{self.name}': template {template!r} must contain {AUDIO_PLACEHOLDER} "
                 "exactly once (where the audio goes)"

@@ -4,15 +4,18 @@ One GRPO step (:func:`grpo_step`) is the recipe of ../shared/DESIGN.md:
 
 1. sample G completions per prompt (MP-GRPO: G - K sampled plus K reference answers);
 2. reward the whole step at once through the reward contract;
-3. group-relative advantages (scale group | batch | none, with a std floor);
+3. group-relative advantages (scale group | batch | none, with a std floor or TRL's std + eps);
 4. reference-policy log-probs for the k3 KL term (adapters off; skipped when beta = 0);
 5. mu iterations, each over the micro-batches: policy log-probs with gradient, the clipped loss
    (:class:`rewardkit.losses.PolicyLoss`), backward; then one optimizer step per iteration.
 
+Every log-prob of a step (policy, pi_old, reference) is of ``logits / temperature``, the
+distribution sampled, as in TRL and verl (``--no-tempered-logprobs``: of the logits themselves).
+
 SFT (:func:`sft_step`) trains the same parameters on (prompt, reference) by teacher forcing, with
 the same data order, logging and checkpoints. A GRPO run may start with an SFT warm-up
 (``sft_warmup_steps``): steps 1..N are SFT steps, then come ``steps`` GRPO steps, one optimizer
-and schedule throughout; the last warm-up step is always evaluated.
+and schedule throughout; the last warm-up step is evaluated (unless evaluation is off).
 
 Settings are a frozen :class:`TrainConfig`. Its defaults are the default run (``rewardkit train``
 with no options): GRPO with the BLEU reward on the embedded speech-translation set, starting from
@@ -33,7 +36,8 @@ so a resumed run samples what the uninterrupted one did. Other RNG states
 (torch, Python, NumPy) and the optimizer/scheduler are in the backend's checkpoint.
 
 Interruption. SIGINT or SIGTERM during :func:`train` finishes the current step, saves a
-checkpoint (the same save as a scheduled one), marks the run ``interrupted`` and raises
+checkpoint (the same save as a scheduled one; none with ``--no-save``), marks the run
+``interrupted`` and raises
 :class:`TrainingInterrupted`; ``rewardkit train`` then prints how to resume
 (``rewardkit train --resume DIR``) and exits 130 (SIGINT) or 143 (SIGTERM). A second signal
 aborts at once; checkpoints are atomic, so a kill at any point (even -9) leaves the earlier
@@ -121,6 +125,8 @@ class TrainConfig:
     max_new_tokens: int = 40
     temperature: float = 0.7  # paper: 1.0 (for this small model 0.7 raised BLEU more)
     top_p: float = 1.0
+    # log-probs of logits / temperature (policy, old, reference): the distribution sampled
+    tempered_logprobs: bool = True
     # loss
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"
     beta: float = 0.02  # the paper's; the reference policy is the warm start
@@ -128,18 +134,21 @@ class TrainConfig:
     epsilon_high: float = 0.2
     scale_rewards: Literal["group", "batch", "none"] = "group"
     std_floor: float = 1e-4
+    std_mode: Literal["floor", "add"] = "floor"  # max(std, std_floor) | std + std_floor (TRL)
+    kl_bias_correction: bool = False  # TRL's use_bias_correction_kl: k3 KL times the ratio
     num_iterations: int = 1  # mu
     mask_truncated: bool = False
     off_policy: Literal["none", "reference"] = "none"
     off_policy_k: int = 1
     # evaluation and checkpoints
-    eval_interval: int = 25  # also at step 0; 0: only at the end (and of an SFT warm-up)
+    eval_interval: int = 25  # also at step 0, the end and the end of an SFT warm-up; 0: never
     eval_metric: str = "bleu"  # "reward" (mean validation reward) or a reward name (corpus)
     eval_examples: int | None = None  # first N validation examples (all by default)
     eval_temperature: float = 0.9
     eval_top_p: float = 0.9
     eval_greedy: bool = True  # paper: sampled (--no-eval-greedy: temperature 0.9, top-p 0.9)
     save_interval: int = 0  # 0: at evaluations and the end only
+    save: bool = True  # --no-save: no checkpoints at all (the run cannot be resumed)
     keep_last: int = 2
     log_samples: int = 16  # completions written to samples/ at each evaluation
     seed: int = 0
@@ -199,6 +208,10 @@ class TrainConfig:
             raise RewardkitError(
                 f"unknown --scale-rewards {self.scale_rewards!r}; choose group, batch or none"
             )
+        if self.std_mode not in ("floor", "add"):
+            raise RewardkitError(f"unknown --std-mode {self.std_mode!r}; choose floor or add")
+        if not self.std_floor > 0:
+            raise RewardkitError(f"--std-floor must be > 0, got {self.std_floor}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -461,6 +474,8 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     prompts = [tr.task.prompt(e) for e in examples]
     num_p, num_g = len(prompts), cfg.group_size
     k_off = cfg.off_policy_k if cfg.off_policy == "reference" else 0
+    # Every log-prob of the step (policy, old, reference) is of logits / this temperature.
+    temperature = cfg.temperature if cfg.tempered_logprobs else 1.0
     metrics: dict[str, float] = {}
 
     # 1. Sample G - K completions per prompt (+ K reference answers for MP-GRPO).
@@ -474,6 +489,7 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
             max_new_tokens=cfg.max_new_tokens,
             seed=2 * tr.step,
             logprobs=cfg.num_iterations > 1,  # pi_old: only a step that reuses its samples
+            logprobs_temperature=temperature,
         ),
     )
     token_ids, mask, truncated = sampled.token_ids, sampled.mask, sampled.truncated
@@ -499,7 +515,9 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     metrics["time_reward"] = time.perf_counter() - t0
 
     # 3. Group-relative advantages.
-    advantages, adv_stats = group_advantages(rewards, cfg.scale_rewards, cfg.std_floor)
+    advantages, adv_stats = group_advantages(
+        rewards, cfg.scale_rewards, cfg.std_floor, cfg.std_mode
+    )
     metrics.update(adv_stats)  # reward_mean/std, advantage_*, zero_std_fraction
     for name, scores in output.components.items():
         values = torch.tensor(scores, dtype=torch.float32)
@@ -517,7 +535,11 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     if cfg.beta > 0:
         ref_logp = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         ref_logp[mine] = backend.logprobs(
-            [prompts[i] for i in mine], token_ids[mine], mask[mine], reference=True
+            [prompts[i] for i in mine],
+            token_ids[mine],
+            mask[mine],
+            reference=True,
+            temperature=temperature,
         )
     metrics["time_logprob"] = time.perf_counter() - t0
 
@@ -538,8 +560,10 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
         iteration_loss = 0.0
         for rows in chunks:
             sub = [prompts[i] for i in rows]
-            logp = backend.logprobs(sub, token_ids[rows], mask[rows], grad=True)  # [p, G, T]
-            if iteration == 0:  # the policy that sampled: a Monte-Carlo estimate of its entropy
+            logp = backend.logprobs(
+                sub, token_ids[rows], mask[rows], grad=True, temperature=temperature
+            )  # [p, G, T]
+            if iteration == 0:  # the distribution sampled: a Monte-Carlo estimate of its entropy
                 sampled = mask[rows] & ~off_policy[rows][:, :, None]
                 surprisal += torch.stack([-logp.detach()[sampled].double().sum().cpu(),
                                           sampled.sum().double().cpu()])  # fmt: skip
@@ -888,6 +912,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             beta=cfg.beta,
             max_completion_length=cfg.max_new_tokens,
             mask_truncated=cfg.mask_truncated,
+            kl_bias_correction=cfg.kl_bias_correction,
         )
     )
     return Trainer(
@@ -1012,7 +1037,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
                 if _after_step(tr, run, steps):
                     saved = tr.step
                 if stop.signum is not None and tr.step < steps:
-                    if saved != tr.step:  # the same save as a scheduled one (no evaluation)
+                    if saved != tr.step and cfg.save:  # as a scheduled save (no evaluation)
                         _save_checkpoint(tr, run, metric=None)
                         saved = tr.step
                     status = "interrupted"
@@ -1075,8 +1100,10 @@ def _after_step(tr: Trainer, run: Any, steps: int) -> bool:
     cfg, step = tr.cfg, tr.step
     last = step == steps
     boundary = step == _warmup_steps(cfg)  # the end of the SFT warm-up
-    evaluate_now = last or boundary or (cfg.eval_interval > 0 and step % cfg.eval_interval == 0)
-    save_now = evaluate_now or (cfg.save_interval > 0 and step % cfg.save_interval == 0)
+    evaluate_now = cfg.eval_interval > 0 and (last or boundary or step % cfg.eval_interval == 0)
+    save_now = cfg.save and (
+        evaluate_now or last or (cfg.save_interval > 0 and step % cfg.save_interval == 0)
+    )
     metric = None
     if evaluate_now:
         metric = _selection_value(cfg, _validate(tr, run))
@@ -1133,6 +1160,15 @@ def _click_options(func: Any) -> Any:
         "train_lm": "Train the whole LM (default: only with --lora-r 0; --no-train-lm with "
         "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
         "num_iterations": "Updates per generation, mu.",
+        "tempered_logprobs": "Log-probs (policy, old, reference) of logits / --temperature, the "
+        "distribution sampled, as TRL and verl (default); --no-tempered-logprobs: of the model's "
+        "own logits (temperature 1): the KL term is then between the models themselves.",
+        "std_mode": "Advantage denominator: floor = max(std, --std-floor) (default); add = std + "
+        "--std-floor (TRL's std + 1e-4).",
+        "kl_bias_correction": "Multiply the k3 KL by the importance ratio (TRL's "
+        "use_bias_correction_kl, its default; off by default here).",
+        "eval_interval": "Evaluate every N steps, at step 0 and at the end; 0: never.",
+        "save": "--no-save: write no checkpoints at all (the run cannot be resumed).",
         "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",
         "eval_metric": "Validation metric for the best checkpoint: reward or a reward name.",
         "resume": "Continue the run in this directory exactly.",

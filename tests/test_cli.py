@@ -49,11 +49,12 @@ def test_plugins_json_lists_every_builtin(registry):
         "bertscore_reward": "ok",
         "comet_reward": "ok",
         "speech_tasks": "ok",
+        "text_task": "ok",
         "hf": "ok",
         "deepspeed": "ok",
     }
     tasks = {row["name"] for row in data["entries"] if row["kind"] == "task"}
-    assert tasks == {"asr", "speech_translation", "spoken_qa"}
+    assert tasks == {"asr", "speech_translation", "spoken_qa", "text"}
 
 
 def test_plugins_table_shows_disabled_and_broken_plugins():

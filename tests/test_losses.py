@@ -79,6 +79,29 @@ def test_advantages_std_floor():
     torch.testing.assert_close(adv[1], t([-0.5, 0.0, 0.5]))
 
 
+def test_advantages_std_mode_add_is_trls_std_plus_eps():
+    # The groups of test_advantages_std_floor, divided by std + 1e-4 instead:
+    # group 0: std sqrt(3) * 1e-5, deviations [-1e-5, -1e-5, 2e-5] / (1.732e-5 + 1e-4);
+    # group 1: std 1: [-1, 0, 1] / 1.0001 (no longer exactly standardised).
+    rewards = t([[0.0, 0.0, 3e-5], [0.0, 1.0, 2.0]])
+    adv, _ = group_advantages(rewards, "group", std_floor=1e-4, std_mode="add")
+    d0 = math.sqrt(3) * 1e-5 + 1e-4
+    want = [[-1e-5 / d0, -1e-5 / d0, 2e-5 / d0], [-1 / 1.0001, 0.0, 1 / 1.0001]]
+    torch.testing.assert_close(adv, t(want))
+    # batch scale: one std over all six rewards, plus eps; "none" ignores the mode
+    batch, _ = group_advantages(rewards, "batch", std_mode="add")
+    torch.testing.assert_close(
+        batch, (rewards - rewards.mean(1, keepdim=True)) / (rewards.std() + 1e-4)
+    )
+    none, _ = group_advantages(rewards, "none", std_mode="add")
+    torch.testing.assert_close(none, rewards - rewards.mean(1, keepdim=True))
+    # a tied group still gets 0, and an unknown mode is an error
+    tied, _ = group_advantages(t([[0.5, 0.5]]), std_mode="add")
+    assert (tied == 0).all()
+    with pytest.raises(RewardkitError, match="std_mode"):
+        group_advantages(rewards, std_mode="plus")  # type: ignore[arg-type]
+
+
 def test_advantages_reject_bad_input():
     with pytest.raises(ValueError, match="G >= 2"):
         group_advantages(t([[1.0], [2.0]]))
@@ -201,6 +224,26 @@ def test_kl_term_value_and_gradient():
     assert loss == pytest.approx(1 / 60)
     torch.testing.assert_close(grad, t([[1 / 60], [-1 / 30], [0.0]]))
     assert stats["kl"] == pytest.approx(1 / 6)  # mean k3: (1/2) / 3
+
+
+def test_kl_bias_correction_weights_k3_by_the_ratio():
+    # One token, A = 0, beta 1, ref 0, logp ln 1.1: k3 = 1/1.1 + ln 1.1 - 1, dk3/dlogp = 0.1/1.1.
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    cfg = LossConfig(beta=1.0, kl_bias_correction=True)
+    k3 = 1 / 1.1 + math.log(1.1) - 1
+    # mu > 1, old 0: s = 1.1; loss s * k3 = 1.1 ln 1.1 - 0.1; grad s * k3 + s * dk3 = 1.1 ln 1.1
+    loss, grad, stats = run(cfg, leaf([[math.log(1.1)]]), t([[0.0]]), t([[0.0]]), t([0.0]), mask)
+    assert loss == pytest.approx(1.1 * math.log(1.1) - 0.1)
+    assert grad.item() == pytest.approx(1.1 * math.log(1.1))
+    assert stats["kl"] == pytest.approx(1.1 * k3)  # the corrected KL is what is logged
+    # mu = 1: s = 1 in value, not in gradient: loss k3, grad k3 + dk3 = ln 1.1
+    loss, grad, _ = run(cfg, leaf([[math.log(1.1)]]), None, t([[0.0]]), t([0.0]), mask)
+    assert loss == pytest.approx(k3)
+    assert grad.item() == pytest.approx(math.log(1.1))
+    # without the correction the gradient is dk3 alone
+    plain = LossConfig(beta=1.0)
+    _, grad, _ = run(plain, leaf([[math.log(1.1)]]), None, t([[0.0]]), t([0.0]), mask)
+    assert grad.item() == pytest.approx(0.1 / 1.1)
 
 
 def test_beta_zero_or_no_reference_drops_kl():

@@ -93,6 +93,24 @@ def test_grpo_run_writes_metrics_checkpoints_plots(registry, data, tmp_path):
     assert rd.info()["status"] == "completed"
 
 
+def test_no_evaluation_or_save_when_they_are_turned_off(registry, data, tmp_path, monkeypatch):
+    """--eval-interval 0 evaluates nothing (not at step 0, not at the end); --no-save writes no
+    checkpoint; with evaluation off but saving on, the end is still saved."""
+    import rewardkit.train as train_module
+
+    def no_evaluation(tr):
+        raise AssertionError("evaluated with --eval-interval 0")
+
+    monkeypatch.setattr(train_module, "evaluate", no_evaluation)
+    off = RunDir(run(registry, data, tmp_path / "off", steps=2, save=False, plot=False))
+    assert [r["step"] for r in off.read_metrics("train")] == [1, 2]
+    assert off.read_metrics("validation") == [] and off.checkpoints() == []
+    assert off.info()["status"] == "completed"
+    saved = RunDir(run(registry, data, tmp_path / "saved", steps=2, plot=False))
+    assert saved.read_metrics("validation") == []
+    assert [c.step for c in saved.checkpoints()] == [2]
+
+
 def test_mp_grpo_and_sft_run(registry, data, tmp_path):
     mp = RunDir(run(registry, data, tmp_path / "mp", steps=2, off_policy="reference", plot=False))
     rows = mp.read_metrics("train")
@@ -311,7 +329,9 @@ def test_sft_warmup_then_grpo(registry, data, tmp_path):
 def test_resume_is_exact_across_the_warmup_boundary(registry, data, tmp_path, stop):
     """A run stopped after step 1 (in the warm-up), 2 (its last step) or 3 (the first GRPO step)
     and resumed logs exactly what the uninterrupted run logged."""
-    settings = dict(sft_warmup_steps=2, steps=2, save_interval=1, keep_last=10, plot=False)
+    # evaluated at the end of the warm-up (step 2) and at the end (step 4)
+    settings = dict(sft_warmup_steps=2, steps=2, save_interval=1, keep_last=10, plot=False,
+                    eval_interval=4)  # fmt: skip
     full = run(registry, data, tmp_path / "full", **settings)
     part = tmp_path / "part"
     shutil.copytree(full, part)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import types
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -629,6 +630,43 @@ def test_batched_logprobs_equal_the_models_own_forward_per_prompt(model_name):
             torch.testing.assert_close(
                 batched[p, g, : len(completion)], expected, atol=1e-5, rtol=0
             )
+
+
+@pytest.mark.parametrize("name", ["tiny-voxtral", "causal"])
+def test_logprobs_at_a_temperature_are_of_logits_over_it(name, causal_lm_dir):
+    """``logprobs(temperature=t)``: log_softmax(logits / t) of the model's own forward, in the
+    shared and the naive pass; generate's pi_old is taken at the sampling temperature unless
+    ``logprobs_temperature`` says otherwise."""
+    model = causal_lm_dir if name == "causal" else name
+    backend = build(model)
+    prompts = prompts_for(backend)
+    sampling = SamplingConfig(
+        num_samples=2, max_new_tokens=4, temperature=0.7, logprobs=True, seed=3
+    )
+    out = backend.generate(prompts, sampling)
+    tempered = backend.logprobs(prompts, out.token_ids, out.mask, temperature=0.7)
+    torch.testing.assert_close(out.logprobs, tempered, rtol=0, atol=1e-6)
+    untempered = backend.generate(prompts, replace(sampling, logprobs_temperature=1.0)).logprobs
+    torch.testing.assert_close(untempered, backend.logprobs(prompts, out.token_ids, out.mask))
+    assert not torch.allclose(untempered, tempered, atol=1e-3)
+    naive = build(model, extra={"shared_prompt": False})
+    again = naive.logprobs(prompts, out.token_ids, out.mask, temperature=0.7)
+    torch.testing.assert_close(again, tempered, rtol=0, atol=1e-5)
+    backend.train(False)
+    encoded = backend._encode(prompts)[0]
+    inputs = backend._prompt_model_inputs(encoded)
+    completion = out.token_ids[0, 0][out.mask[0, 0]]
+    ids = torch.cat([inputs["input_ids"][0], completion])[None]
+    with torch.no_grad():
+        logits = backend.model(
+            **{**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        )
+    n = len(encoded.ids)
+    expected = (logits.logits[0, n - 1 : -1] / 0.7).log_softmax(-1)
+    expected = expected.gather(-1, completion[:, None])[:, 0]
+    torch.testing.assert_close(tempered[0, 0, : len(completion)], expected, rtol=0, atol=1e-5)
+    with pytest.raises(BackendError, match="temperature > 0"):
+        backend.logprobs(prompts, out.token_ids, out.mask, temperature=0.0)
 
 
 @pytest.mark.parametrize("name", [*SPEECH_MODELS, "causal"])
