@@ -9,8 +9,8 @@ One GRPO step (:func:`grpo_step`) is the recipe of ../shared/DESIGN.md:
 5. mu iterations, each over the micro-batches: policy log-probs with gradient, the clipped loss
    (:class:`rewardkit.losses.PolicyLoss`), backward; then one optimizer step per iteration.
 
-Every log-prob of a step (policy, pi_old, reference) is of ``logits / temperature``, the
-distribution sampled, as in TRL and verl (``--no-tempered-logprobs``: of the logits themselves).
+Every log-prob of a step (policy, pi_old, reference) is of the model's own logits, or with
+``--tempered-logprobs`` of ``logits / temperature``, the distribution sampled, as TRL and verl do.
 
 SFT (:func:`sft_step`) trains the same parameters on (prompt, reference) by teacher forcing, with
 the same data order, logging and checkpoints. A GRPO run may start with an SFT warm-up
@@ -126,7 +126,7 @@ class TrainConfig:
     temperature: float = 0.7  # paper: 1.0 (for this small model 0.7 raised BLEU more)
     top_p: float = 1.0
     # log-probs of logits / temperature (policy, old, reference): the distribution sampled
-    tempered_logprobs: bool = True
+    tempered_logprobs: bool = False  # off until the default run is re-measured with it
     # loss
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"
     beta: float = 0.02  # the paper's; the reference policy is the warm start
@@ -1161,7 +1161,7 @@ def _click_options(func: Any) -> Any:
         "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
         "num_iterations": "Updates per generation, mu.",
         "tempered_logprobs": "Log-probs (policy, old, reference) of logits / --temperature, the "
-        "distribution sampled, as TRL and verl (default); --no-tempered-logprobs: of the model's "
+        "distribution sampled, as TRL and verl; default --no-tempered-logprobs: of the model's "
         "own logits (temperature 1): the KL term is then between the models themselves.",
         "std_mode": "Advantage denominator: floor = max(std, --std-floor) (default); add = std + "
         "--std-floor (TRL's std + 1e-4).",
