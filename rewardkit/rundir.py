@@ -165,12 +165,15 @@ class RunDir:
         *,
         resume: bool,
         allow_changes: Iterable[str] = RESUME_ALLOWED,
+        defaults: Mapping[str, Any] | None = None,
     ) -> RunDir:
         """Start a new run here, or (``resume=True``) reopen the run that is here.
 
         A new run needs a new or empty directory. Resuming needs a run directory whose stored
         config equals ``config`` except in ``allow_changes``; it then drops whatever the
-        interrupted run logged after its latest checkpoint (see :attr:`resume_step`). Returns
+        interrupted run logged after its latest checkpoint (see :attr:`resume_step`). A key that
+        the stored config lacks (a run from before the option existed) counts as its value in
+        ``defaults``, the behaviour that run had. Returns
         ``self``; call :meth:`close` (or use ``with``) when the run ends.
         """
         if self._open:
@@ -186,7 +189,7 @@ class RunDir:
             if path.exists() and not path.is_dir():
                 raise RewardkitError(f"{path} is a file, not a run directory")
             if resume:
-                self._reopen(snapshot, frozenset(allow_changes))
+                self._reopen(snapshot, frozenset(allow_changes), defaults or {})
             else:
                 self._start(snapshot)
         except OSError as exc:
@@ -226,7 +229,9 @@ class RunDir:
         _write_json_atomic(self.config_path, snapshot)
         _write_json_atomic(self.run_path, info)
 
-    def _reopen(self, snapshot: dict[str, Any], allowed: frozenset[str]) -> None:
+    def _reopen(
+        self, snapshot: dict[str, Any], allowed: frozenset[str], defaults: Mapping[str, Any]
+    ) -> None:
         path = self.path
         if not self.is_run_dir():
             raise RewardkitError(
@@ -234,7 +239,7 @@ class RunDir:
                 "start a new run there instead"
             )
         self._lock()
-        stored = self.config()
+        stored = {**_snapshot(defaults), **self.config()}
         changed = config_changes(stored, snapshot)
         blocking = [key for key in changed if not _allowed(key, allowed)]
         if blocking:

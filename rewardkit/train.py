@@ -990,7 +990,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
 
     if dist.is_main:
         run: Any = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
-        run.create(cfg.to_dict(), resume=cfg.resume is not None)
+        run.create(cfg.to_dict(), resume=cfg.resume is not None, defaults=TrainConfig().to_dict())
     else:
         run = FollowerRunDir(cfg.output_dir)
     dist.barrier()

@@ -114,6 +114,21 @@ def test_resume_refuses_changed_config_and_names_the_keys(tmp_path):
     RunDir(tmp_path / "run").create(CONFIG, resume=True).close()
 
 
+def test_resume_takes_a_missing_key_as_its_default(tmp_path):
+    """A run from before an option existed resumes when the option has its default value (the
+    behaviour that run had), and not when it is set to something else."""
+    make(tmp_path / "run").close()
+    newer = {**CONFIG, "tempered_logprobs": False}
+    with pytest.raises(RewardkitError, match="tempered_logprobs"):
+        RunDir(tmp_path / "run").create(newer, resume=True)
+    RunDir(tmp_path / "run").create(
+        newer, resume=True, defaults={"tempered_logprobs": False}
+    ).close()
+    other = {**CONFIG, "tempered_logprobs": True}
+    with pytest.raises(RewardkitError, match=r"tempered_logprobs \(False -> True\)"):
+        RunDir(tmp_path / "run").create(other, resume=True, defaults={"tempered_logprobs": False})
+
+
 def test_resume_allows_allowlisted_changes_and_records_them(tmp_path):
     make(tmp_path / "run").close()
     new = {**CONFIG, "steps": 300, "output_dir": "elsewhere", "eval_interval": 5}
