@@ -125,7 +125,7 @@ def test_resume_takes_a_missing_key_as_its_default(tmp_path):
         newer, resume=True, defaults={"tempered_logprobs": False}
     ).close()
     other = {**CONFIG, "tempered_logprobs": True}
-    with pytest.raises(RewardkitError, match=r"tempered_logprobs \(False -> True\)"):
+    with pytest.raises(RewardkitError, match=r"tempered_logprobs \(false -> true\)"):
         RunDir(tmp_path / "run").create(other, resume=True, defaults={"tempered_logprobs": False})
 
 
