@@ -69,13 +69,15 @@ class EncoderCache:
 
     @staticmethod
     def _key(features: Any, mask: Any, b: int) -> bytes:
+        import torch
+
         digest = hashlib.blake2b(digest_size=20)
         for tensor in (features[b], mask[b] if _batched(mask, features) else mask):
             if tensor is None:
                 continue
             tensor = tensor.detach().contiguous().cpu()
             digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
-            digest.update(tensor.view(-1).view(dtype=_bytes_dtype()).numpy().tobytes())
+            digest.update(tensor.view(-1).view(dtype=torch.uint8).numpy().tobytes())
         return digest.digest()
 
 
@@ -83,9 +85,3 @@ def _batched(mask: Any, rows: Any) -> bool:
     import torch
 
     return isinstance(mask, torch.Tensor) and mask.dim() > 0 and mask.shape[0] == len(rows)
-
-
-def _bytes_dtype() -> Any:
-    import torch
-
-    return torch.uint8

@@ -36,7 +36,6 @@ __all__ = [
     "FAMILIES",
     "USER_ADAPTER",
     "BackendError",
-    "CausalLM",
     "Encoded",
     "Family",
     "GraniteSpeech",
@@ -519,7 +518,6 @@ def _activate(peft_model: Any, names: list[str]) -> None:
 
 #: Most specific first; the plain causal LM last (it takes any config).
 FAMILIES: tuple[type[Family], ...] = (WhisperLlama, Qwen2Audio, Voxtral, GraniteSpeech, Family)
-CausalLM = Family
 
 
 def family_of(config: Any) -> type[Family]:

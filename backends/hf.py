@@ -747,18 +747,20 @@ class HFBackend(PolicyBackend):
         ``generate`` continues each row from the last prompt token. The rows, positions and
         random streams are those of the unshared path, so the samples are the same."""
 
+        from rewardkit.backends.shared_prompt import cache_keyword, cache_of
+
         batch = self._batch(encoded, list(range(len(encoded))))
         ids, attention = batch["input_ids"], batch["attention_mask"]  # [P, L]
         head, head_mask = ids[:, :-1], attention[:, :-1]
         positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
         kwargs = self._model_inputs({**batch, "input_ids": head}, head, head_mask)
         out = self._prefill(kwargs, positions)
-        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        cache = cache_of(out)
         cache.batch_repeat_interleave(num_g)  # rows p * G + g, as in the unshared path
         rows = {
             "input_ids": ids.repeat_interleave(num_g, dim=0),
             "attention_mask": attention.repeat_interleave(num_g, dim=0),
-            "cache" if "cache" in _forward_params(self.model) else "past_key_values": cache,
+            cache_keyword(self.model): cache,
         }
         return self._generate_tokens(rows, config, processors)
 
@@ -1080,11 +1082,6 @@ def _base_name(name: str) -> str:
     """A parameter's name in the plain transformers model (PEFT prefixes and wrappers removed)."""
     name = name.removeprefix("base_model.model.")
     return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
-
-
-def _forward_params(model: Any) -> Any:
-    """Parameter names of a transformers model's forward."""
-    return inspect.signature(model.forward).parameters
 
 
 def _prompt_layout(source: str) -> str:

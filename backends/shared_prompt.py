@@ -99,8 +99,7 @@ def _shared_logprobs(
 
     g, t = token_ids.shape
     p = prompt_inputs["input_ids"].shape[1]
-    params = _forward_params(model)
-    cache_kw = "cache" if "cache" in params else "past_key_values"
+    cache_kw = cache_keyword(model)
     prompt_mask = _prompt_attention_mask(prompt_inputs)  # [1, P]
 
     # 1. The prompt, batch 1: audio encoder + projector + LM, keeping its keys/values.
@@ -109,9 +108,7 @@ def _shared_logprobs(
     first = _gather_logprobs(out.logits[:, -1:, :], token_ids[:, :1], temperature)  # [G, 1]
     if t == 1:
         return first
-    cache = getattr(out, "cache", None)
-    if cache is None:
-        cache = getattr(out, "past_key_values", None)
+    cache = cache_of(out)
     cached = cache.get_seq_length() if hasattr(cache, "get_seq_length") else None
     if cached != p:
         raise RuntimeError(
@@ -227,6 +224,18 @@ def _unwrap(model: Any) -> Any:
         else:
             break
     return model
+
+
+def cache_keyword(model: Any) -> str:
+    """The forward's key/value-cache argument: ``cache`` (transformers >= 5.x) or
+    ``past_key_values``."""
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
+
+
+def cache_of(output: Any) -> Any:
+    """The key/value cache a forward returned (``cache`` or ``past_key_values``), or None."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def _forward_params(model: Any) -> Any:
