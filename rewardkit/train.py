@@ -9,8 +9,8 @@ One GRPO step (:func:`grpo_step`) is the recipe of ../shared/DESIGN.md:
 5. mu iterations, each over the micro-batches: policy log-probs with gradient, the clipped loss
    (:class:`rewardkit.losses.PolicyLoss`), backward; then one optimizer step per iteration.
 
-Every log-prob of a step (policy, pi_old, reference) is of the model's own logits, or with
-``--tempered-logprobs`` of ``logits / temperature``, the distribution sampled, as TRL and verl do.
+Every log-prob of a step (policy, pi_old, reference) is of ``logits / temperature``, the
+distribution sampled, as TRL and verl do (``--no-tempered-logprobs``: the model's own logits).
 
 SFT (:func:`sft_step`) trains the same parameters on (prompt, reference) by teacher forcing, with
 the same data order, logging and checkpoints. A GRPO run may start with an SFT warm-up
@@ -126,7 +126,7 @@ class TrainConfig:
     temperature: float = 0.7  # paper: 1.0 (for this small model 0.7 raised BLEU more)
     top_p: float = 1.0
     # log-probs of logits / temperature (policy, old, reference): the distribution sampled
-    tempered_logprobs: bool = False  # off until the default run is re-measured with it
+    tempered_logprobs: bool = True
     # loss
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"
     beta: float = 0.02  # the paper's; the reference policy is the warm start
@@ -990,7 +990,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
 
     if dist.is_main:
         run: Any = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
-        run.create(cfg.to_dict(), resume=cfg.resume is not None, defaults=TrainConfig().to_dict())
+        run.create(cfg.to_dict(), resume=cfg.resume is not None, defaults=_resume_defaults())
     else:
         run = FollowerRunDir(cfg.output_dir)
     dist.barrier()
@@ -1057,6 +1057,15 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
 
         plot_run(run.path)
     return run.path
+
+
+#: What a run from before an option existed did: a resumed run whose stored config lacks the key
+#: keeps that behaviour, not today's default (defaults that changed since are listed here).
+LEGACY_DEFAULTS: dict[str, Any] = {"tempered_logprobs": False}
+
+
+def _resume_defaults() -> dict[str, Any]:
+    return {**TrainConfig().to_dict(), **LEGACY_DEFAULTS}
 
 
 def _warn_if_the_schedule_stretches(cfg: TrainConfig) -> None:
@@ -1161,8 +1170,8 @@ def _click_options(func: Any) -> Any:
         "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
         "num_iterations": "Updates per generation, mu.",
         "tempered_logprobs": "Log-probs (policy, old, reference) of logits / --temperature, the "
-        "distribution sampled, as TRL and verl; default --no-tempered-logprobs: of the model's "
-        "own logits (temperature 1): the KL term is then between the models themselves.",
+        "distribution sampled, as TRL and verl (default); --no-tempered-logprobs: of the "
+        "model's own logits (temperature 1): the KL term is then between the models themselves.",
         "std_mode": "Advantage denominator: floor = max(std, --std-floor) (default); add = std + "
         "--std-floor (TRL's std + 1e-4).",
         "kl_bias_correction": "Multiply the k3 KL by the importance ratio (TRL's "
@@ -1210,7 +1219,8 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
         stored = Path(resume) / "config.json"
         if not stored.is_file():
             raise RewardkitError(f"cannot resume {resume}: it is not a run directory (no config)")
-        layers.append(json.loads(stored.read_text(encoding="utf-8")))
+        # a key the stored config lacks is what that run did before the option existed
+        layers.append({**LEGACY_DEFAULTS, **json.loads(stored.read_text(encoding="utf-8"))})
     if config_file is not None:
         layers.append(load_config(config_file))
     layers.append(given)

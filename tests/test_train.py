@@ -452,3 +452,18 @@ def test_asr_uses_the_embedded_translation_speech(monkeypatch, tmp_path):
     assert resolve_data(TrainConfig(task="asr")) == str(tmp_path / "speech_translation")
     assert resolve_data(TrainConfig(task="spoken_qa")) == str(tmp_path / "spoken_qa")
     assert calls == ["st", "qa"]
+
+
+def test_a_run_from_before_tempered_logprobs_resumes_untempered(registry, data, tmp_path):
+    """Runs made before --tempered-logprobs existed scored untempered log-probs; their config
+    lacks the key, and resuming one keeps that (not today's tempered default)."""
+    assert TrainConfig().tempered_logprobs
+    part = run(registry, data, tmp_path / "part", steps=2, temperature=0.7, plot=False,
+               tempered_logprobs=False)  # fmt: skip
+    stored = json.loads((part / "config.json").read_text())
+    del stored["tempered_logprobs"]  # as an older rewardkit wrote it
+    (part / "config.json").write_text(json.dumps(stored))
+    result = cli(registry, "--resume", str(part), "--steps", "3")
+    assert result.exit_code == 0, result.output
+    assert RunDir(part).config()["tempered_logprobs"] is False
+    assert [r["step"] for r in RunDir(part).read_metrics("train")] == [1, 2, 3]
