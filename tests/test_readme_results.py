@@ -20,3 +20,12 @@ def test_the_aligned_start_table_is_rendered_from_the_result_files():
     rendered = _script("aligned_start").render()
     assert rendered == (ROOT / "benchmarks/results/aligned_start/table.md").read_text()
     assert rendered in (ROOT / "README.md").read_text()
+
+
+def test_the_default_run_tables_are_rendered_from_the_result_files():
+    rendered = _script("default_run").render()
+    assert rendered == (ROOT / "benchmarks/results/default_run/table.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    curves, evaluation = rendered.split("\n\nCorpus BLEU of the warm start", 1)
+    assert curves in readme
+    assert evaluation[evaluation.index("| model |") :] in readme
