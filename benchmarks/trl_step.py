@@ -97,8 +97,8 @@ def run_rewardkit(args: argparse.Namespace, model: Path, data: Path, out: Path) 
         task="text", data=str(data), model=str(model), reward="bleu", lora_r=0,
         learning_rate=args.lr, lr_schedule="constant", steps=args.steps,
         batch_size=args.prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, beta=args.beta, loss_type="dapo", std_mode="add",
-        eval_interval=0, save=False, seed=args.seed, output_dir=str(out), progress=False,
+        temperature=args.temperature, tempered_logprobs=True, beta=args.beta, loss_type="dapo",
+        std_mode="add", eval_interval=0, save=False, seed=args.seed, output_dir=str(out), progress=False,
         tensorboard=False, plot=False,
     )  # fmt: skip
     tr = build_trainer(cfg, load_registry(entry_points=False))
@@ -313,7 +313,8 @@ def markdown(result: dict) -> str:
         f"- {s['prompts']} prompts x G = {s['group_size']}, {s['max_new_tokens']} new tokens, "
         f"temperature {s['temperature']}, top-p 1, reward {s['reward']}",
         f"- loss {s['loss_type']}, beta {s['beta']}, epsilon {s['epsilon']}, mu {s['mu']}, "
-        f"advantages / ({s['advantage_denominator']}), KL bias correction off, "
+        f"advantages / ({s['advantage_denominator']}), log-probs of logits / temperature (both), "
+        "KL bias correction off, "
         f"gradient checkpointing off, {s['optimizer']} (lr {s['lr']}), max grad norm 1.0",
         "",
         "## Machine",
