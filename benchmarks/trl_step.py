@@ -98,8 +98,8 @@ def run_rewardkit(args: argparse.Namespace, model: Path, data: Path, out: Path) 
         learning_rate=args.lr, lr_schedule="constant", steps=args.steps,
         batch_size=args.prompts, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, tempered_logprobs=True, beta=args.beta, loss_type="dapo",
-        std_mode="add", eval_interval=0, save=False, seed=args.seed, output_dir=str(out), progress=False,
-        tensorboard=False, plot=False,
+        std_mode="add", eval_interval=0, save=False, seed=args.seed, output_dir=str(out),
+        progress=False, tensorboard=False, plot=False,
     )  # fmt: skip
     tr = build_trainer(cfg, load_registry(entry_points=False))
     steps = []
