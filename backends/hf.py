@@ -60,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import random
 import re
@@ -81,6 +82,7 @@ from rewardkit.backends.families import (
     family_named,
     family_of,
 )
+from rewardkit.errors import NonFiniteError
 from rewardkit.policy import (
     Completions,
     ModelSpec,
@@ -885,6 +887,9 @@ class HFBackend(PolicyBackend):
         params = [p for _, p in self._trainable]
         limit = self.optimizer_config.max_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(params, limit if limit else float("inf"))
+        if not math.isfinite(float(norm)) or (limit and not math.isfinite(limit)):
+            self.optimizer.zero_grad(set_to_none=True)  # nothing applied: the weights stay good
+            raise NonFiniteError(f"the gradient norm is {float(norm)} (max_grad_norm {limit})")
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
