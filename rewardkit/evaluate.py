@@ -412,16 +412,13 @@ def _resolve_data(task: str, data: str | None) -> str:
         if "://" not in data and "/" in data and not Path(data).exists():
             raise RewardkitError(f"data {data} does not exist (give --data PATH or a hub name)")
         return data
-    from rewardkit.speech.make import TASKS, default_out, make_datasets
+    from rewardkit.speech import make
 
-    folder = default_out() / (TASKS[TASK_DATA[task]] if task in TASK_DATA else task)
-    if not folder.is_dir():
-        if task not in TASK_DATA:
-            raise RewardkitError(
-                f"task {task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
-            )
-        make_datasets(default_out(), size=2000, seed=0, task=TASK_DATA[task])
-    return str(folder)
+    if task not in TASK_DATA:
+        raise RewardkitError(
+            f"task {task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
+        )
+    return str(make.embedded_data(TASK_DATA[task]))
 
 
 def _build_backend(backend_cls: Any, source: ModelSource, device: str) -> Any:

@@ -90,7 +90,7 @@ class TrainConfig:
     backend: str = "hf"
     task: str = "speech_translation"
     task_options: str = ""  # e.g. "tgt_lang=de,templates=fixed"
-    data: str | None = None  # default: default_out() / <task folder>, built when missing
+    data: str | None = None  # default: the embedded set in the cache, built when missing
     data_size: int = 2000  # size of the data set built when --data is not given and missing
     train_split: str = "train"
     eval_split: str = "dev"
@@ -360,20 +360,17 @@ class DataOrder:
 
 
 def resolve_data(cfg: TrainConfig) -> str:
-    """The data source: ``--data``, or the embedded data set of ``data_size`` items, built when
-    missing or of another size (an identical cached set is reused)."""
+    """The data source: ``--data``, or the embedded data set of ``data_size`` items in the cache
+    (one folder per task, size and seed, side by side; built when missing, reused otherwise)."""
     if cfg.data is not None:
         return cfg.data
-    from rewardkit.speech.make import default_out, make_datasets
+    from rewardkit.speech import make
 
     if cfg.task not in TASK_DATA:
         raise RewardkitError(
             f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
         )
-    from rewardkit.speech.make import TASKS
-
-    make_datasets(default_out(), size=cfg.data_size, seed=0, task=TASK_DATA[cfg.task])
-    return str(default_out() / TASKS[TASK_DATA[cfg.task]])
+    return str(make.embedded_data(TASK_DATA[cfg.task], size=cfg.data_size, seed=0))
 
 
 # ---------------------------------------------------------------------------------------------
