@@ -159,6 +159,62 @@ def replace_dir(tmp: Path, directory: Path) -> None:
     fsync_dir(directory.parent)
 
 
+#: The file that marks a directory as a command's output (``rewardkit bench -o``, ``eval -o``).
+OUTPUT_MARKER = ".rewardkit-output.json"
+
+
+class OutputConflict(RewardkitError):
+    """The output directory holds this command's results for other settings."""
+
+
+def claim_output_dir(path: Path, command: str, settings: Any = None) -> Path:
+    """Make ``path`` the output directory of ``rewardkit COMMAND``, or check that it already is
+    (with the same ``settings``), before any work starts: a new or empty directory gets the
+    marker file :data:`OUTPUT_MARKER`; a directory holding anything else without our marker (a
+    user's files), a file, or an unwritable place is a one-line error, and so (as
+    :class:`OutputConflict`) is one holding results of other ``settings``. Returns ``path``."""
+    path = Path(path)
+    marker = path / OUTPUT_MARKER
+    settings = json.loads(json.dumps(settings, default=str))  # as the marker stores them
+    if path.exists() and not path.is_dir():
+        raise RewardkitError(f"output {path} is a file; give a directory")
+    try:
+        if path.is_dir() and any(path.iterdir()):
+            record = read_marker(marker)
+            if record is None or record.get("command") != command:
+                raise RewardkitError(
+                    f"output directory {path} exists and was not written by `rewardkit "
+                    f"{command}`; choose a new or empty directory (nothing was written)"
+                )
+            if record.get("settings") != settings:
+                old = record.get("settings") or {}
+                new = settings or {}
+                keys = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+                shown = ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in keys[:4])
+                raise OutputConflict(
+                    f"output directory {path} holds `rewardkit {command}` results of other "
+                    f"settings ({shown}); choose another directory to keep both"
+                )
+            if not os.access(path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+            return path
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(marker, {"command": command, "settings": settings})
+    except OSError as exc:
+        raise os_error(exc, path, "write to") from None
+    return path
+
+
+def read_marker(marker: Path) -> dict[str, Any] | None:
+    try:
+        if marker.is_symlink():
+            return None
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def os_error(exc: OSError, path: Path | str, doing: str = "write") -> RewardkitError:
     """A one-line error for an OSError met while writing ``path``: a full disk says so."""
     import errno
