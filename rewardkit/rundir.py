@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
-from rewardkit.textio import fsync_dir, os_error, write_atomic
+from rewardkit.textio import apply_umask, fsync_dir, os_error, write_atomic
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
@@ -217,6 +217,11 @@ class RunDir:
                 f"{path} already holds a run; resume it with --resume {path} "
                 "or choose another output directory"
             )
+        if (path / LOCK_FILE).is_symlink():
+            raise RewardkitError(
+                f"{path / LOCK_FILE} is a symbolic link; rewardkit does not follow it (remove "
+                "the link or choose another output directory)"
+            )
         if path.exists() and any(p.name != LOCK_FILE or not _our_lock(p) for p in path.iterdir()):
             raise RewardkitError(
                 f"{path} is not empty and is not a run directory; "
@@ -251,6 +256,7 @@ class RunDir:
                 "start a new run there instead"
             )
         self._lock()
+        info = self.info()  # both files read (a damaged one named) before anything changes
         stored = {**_snapshot(defaults), **self.config()}
         changed = config_changes(stored, snapshot)
         blocking = [key for key in changed if not _allowed(key, allowed)]
@@ -271,7 +277,6 @@ class RunDir:
         self._write_index(self.checkpoints())
         purge = 0 if self.resume_step is None else self.resume_step + 1
         tensorboard = self._open_tensorboard(purge_step=purge)
-        info = self.info()
         info["status"] = "running"
         info["finished"] = None
         info["tensorboard"] = tensorboard
@@ -555,6 +560,7 @@ class RunDir:
             write(tmp)
             if not tmp.is_dir():
                 raise RuntimeError(f"the checkpoint writer left no directory at {tmp}")
+            apply_umask(tmp)  # libraries write some files 0600, mkdtemp makes 0700 dirs
             _fsync_tree(tmp)
             marker = {
                 "step": step,

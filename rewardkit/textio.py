@@ -221,8 +221,8 @@ def os_error(exc: OSError, path: Path | str, doing: str = "write") -> RewardkitE
 
     if exc.errno == errno.ENOSPC:
         return RewardkitError(
-            f"no space left on the device holding {path} (cannot {doing} it); free some space "
-            "or choose another location"
+            f"no space left on the device holding {path}; free some space or choose another "
+            "location"
         )
     if exc.errno == errno.EDQUOT:
         return RewardkitError(f"disk quota exceeded writing {path}; free some space")

@@ -272,8 +272,6 @@ def _same_settings(manifest: dict[str, Any] | None, settings: dict[str, Any]) ->
 def _check_out(out: Path, settings: dict[str, Any], force: bool) -> None:
     """Refuse to write into anything but an earlier ``rewardkit data make`` set, and to replace
     a set of other settings without ``force``."""
-    if out.is_symlink() and not out.exists():
-        raise RewardkitError(f"--out {out} is a dangling symbolic link; give a folder")
     if out.exists() and not out.is_dir():
         raise RewardkitError(f"--out {out} is a file; give a folder")
     if not out.is_dir() or not any(out.iterdir()):
@@ -522,6 +520,8 @@ def make_datasets(
         cached = all(p["cached"] for p in parts)
         out = default_out()
     else:
+        if Path(out).is_symlink() and not Path(out).exists():
+            raise RewardkitError(f"--out {out} is a dangling symbolic link; give a folder")
         out = Path(out).expanduser().resolve()
         manifest = _make(out, tasks, settings, library, force, workers, progress)
         folders = {t: str(out / t) for t in tasks}
