@@ -192,10 +192,13 @@ def test_a_hard_linked_lock_in_a_run_is_refused(tmp_path):
 def test_disk_full_at_start_names_it_and_leaves_no_running_run(tmp_path, monkeypatch):
     import rewardkit.rundir as rundir
 
+    writers = []
     monkeypatch.setattr(rundir, "write_atomic", enospc)
+    monkeypatch.setattr(rundir, "_summary_writer_class", lambda: writers.append(1))
     with pytest.raises(RewardkitError, match="no space left on the device holding"):
-        RunDir(tmp_path / "run", tensorboard=False).create({"a": 1}, resume=False)
+        RunDir(tmp_path / "run", tensorboard=None).create({"a": 1}, resume=False)
     assert not (tmp_path / "run" / "run.json").exists()
+    assert writers == []  # no TensorBoard writer thread to print a traceback
     monkeypatch.undo()  # the lock was released: the same directory starts
     RunDir(tmp_path / "run", tensorboard=False).create({"a": 1}, resume=False).close()
 
@@ -369,6 +372,29 @@ def test_resume_falls_back_to_the_newest_readable_checkpoint(
     assert rd.info()["resumes"][-1]["from_step"] == 1
     assert [r["step"] for r in rd.read_metrics("train")] == [1, 2, 3]
     assert snapshot(out / "checkpoints" / "damaged-step-000002") == kept  # kept, never used
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [(_truncate("trainable.safetensors"), "trainable.safetensors: SafetensorError"),
+     (_truncate("training_state.pt"), "training_state.pt: ")],
+)  # fmt: skip
+def test_loading_a_damaged_checkpoint_names_the_file(registry, two_step_run, tmp_path, damage,
+                                                     message):  # fmt: skip
+    """What the quick check lets through (or a caller that loads directly) is named too."""
+    from rewardkit.backends.families import BackendError
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(two_step_run / "checkpoints" / "step-000001", ckpt)
+    damage(ckpt)
+    cfg = TrainConfig(**{**TINY, "data": "unused"})
+    from rewardkit.policy import ModelSpec, OptimizerConfig
+
+    backend = registry.get("backend", "hf").build(
+        ModelSpec(cfg.model, lora_r=cfg.lora_r), OptimizerConfig()
+    )
+    with pytest.raises(BackendError, match=message):
+        backend.load(ckpt)
 
 
 def test_resume_with_every_checkpoint_damaged_starts_over(registry, two_step_run, tmp_path):

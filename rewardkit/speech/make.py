@@ -36,6 +36,7 @@ disturbed by another run or another ``data make``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -427,7 +428,8 @@ class _Locked:
         except ImportError:
             return self
         self.fd = os.open(self.path, os.O_RDONLY)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # no flock on some network mounts: go on unlocked
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
         return self
 
     def __exit__(self, *exc: Any) -> None:
