@@ -210,8 +210,13 @@ class RunDir:
         self._open = True
         return self
 
-    def _start(self, snapshot: dict[str, Any]) -> None:
+    def check_new(self) -> None:
+        """Raise the error :meth:`create` would give for a new run here (a file, a run, a
+        directory with other files, a symlinked lock), without touching anything: a command
+        calls it before its slow start (data, model)."""
         path = self.path
+        if path.exists() and not path.is_dir():
+            raise RewardkitError(f"{path} is a file, not a run directory")
         if self.is_run_dir():
             raise RewardkitError(
                 f"{path} already holds a run; resume it with --resume {path} "
@@ -227,6 +232,10 @@ class RunDir:
                 f"{path} is not empty and is not a run directory; "
                 "choose a new or empty output directory"
             )
+
+    def _start(self, snapshot: dict[str, Any]) -> None:
+        path = self.path
+        self.check_new()
         path.mkdir(parents=True, exist_ok=True)
         self._lock()
         # the small files first: a full disk fails here, before TensorBoard's writer thread

@@ -993,6 +993,8 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         _warn_if_the_schedule_stretches(cfg)
     if cfg.output_dir is None:
         cfg = replace(cfg, output_dir=f"runs/{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if cfg.resume is None:  # a bad output directory fails before the data and the model load
+        RunDir(cfg.output_dir).check_new()
     tr = build_trainer(cfg, registry)
     steps = _total_steps(cfg, len(tr.train_examples))
     dist = tr.backend.dist  # several ranks: rank 0 writes the run directory and shows progress

@@ -167,6 +167,21 @@ def test_run_dir_table(tmp_path, setup, resume, message):
     assert not (tmp_path / "created-by-nobody").exists()
 
 
+def test_train_refuses_a_bad_output_dir_before_loading_anything(registry, tmp_path, monkeypatch):
+    import rewardkit.train as train_module
+
+    def no_trainer(*args, **kwargs):
+        raise AssertionError("the model was built before the output directory was checked")
+
+    monkeypatch.setattr(train_module, "build_trainer", no_trainer)
+    d = tmp_path / "run"
+    _lock_symlink(d, tmp_path)
+    before = snapshot(tmp_path)
+    result = cli(registry, "train", *ARGS, "--output-dir", str(d))
+    assert result.exit_code == 2 and "is a symbolic link" in result.stderr, result.output
+    assert snapshot(tmp_path) == before
+
+
 def test_resume_refuses_a_symlinked_lock(tmp_path):
     d = tmp_path / "run"
     RunDir(d, tensorboard=False).create({"a": 1}, resume=False).close()
