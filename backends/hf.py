@@ -60,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import random
 import re
@@ -81,6 +82,7 @@ from rewardkit.backends.families import (
     family_named,
     family_of,
 )
+from rewardkit.errors import NonFiniteError
 from rewardkit.policy import (
     Completions,
     ModelSpec,
@@ -885,6 +887,9 @@ class HFBackend(PolicyBackend):
         params = [p for _, p in self._trainable]
         limit = self.optimizer_config.max_grad_norm
         norm = torch.nn.utils.clip_grad_norm_(params, limit if limit else float("inf"))
+        if not math.isfinite(float(norm)) or (limit and not math.isfinite(limit)):
+            self.optimizer.zero_grad(set_to_none=True)  # nothing applied: the weights stay good
+            raise NonFiniteError(f"the gradient norm is {float(norm)} (max_grad_norm {limit})")
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -1004,7 +1009,11 @@ class HFBackend(PolicyBackend):
                 f"{str(directory)!r} is not an hf backend checkpoint (missing {', '.join(missing)})"
             )
         self.load_weights(directory)
-        state = torch.load(directory / "training_state.pt", map_location="cpu", weights_only=True)
+        path = directory / "training_state.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or not a torch file: name it, on one line
+            raise BackendError(f"cannot read {path}: {_first_line(exc)}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -1019,7 +1028,11 @@ class HFBackend(PolicyBackend):
         directory = Path(directory)
         if not (directory / "trainable.safetensors").is_file():
             raise BackendError(f"{str(directory)!r} has no trainable.safetensors")
-        tensors = load_file(str(directory / "trainable.safetensors"), device=str(self.device))
+        path = directory / "trainable.safetensors"
+        try:
+            tensors = load_file(str(path), device=str(self.device))
+        except Exception as exc:  # truncated or not a safetensors file: name it
+            raise BackendError(f"cannot read {path}: {_first_line(exc)}") from None
         shapes = {n: tuple(p.shape) for n, p in self._trainable}
         if {n: tuple(t.shape) for n, t in tensors.items()} != shapes:
             extra, absent = sorted(set(tensors) - set(shapes)), sorted(set(shapes) - set(tensors))
@@ -1032,6 +1045,11 @@ class HFBackend(PolicyBackend):
         with torch.no_grad():
             for name, param in self._trainable:
                 param.copy_(tensors[name])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 def parameter_report(model: Any, **spec: Any) -> dict[str, int]:

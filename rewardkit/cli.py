@@ -418,6 +418,7 @@ def bench_command(
 
     from rewardkit.bench.report import print_table, write_report
     from rewardkit.bench.run import BenchConfig, progress_total, run_bench
+    from rewardkit.textio import claim_output_dir
 
     if not rewards:
         rewards = tuple(e.name for e in registry.entries("reward") if not e.obj.unavailable())
@@ -444,7 +445,10 @@ def bench_command(
         def advance(stage: str) -> None:
             progress.update(task, advance=1, description=stage)
 
-        results = run_bench(registry, config, advance)
+        # after the inputs, before the work: a user's folder or an unwritable place is refused
+        results = run_bench(
+            registry, config, advance, lambda: claim_output_dir(output_dir, "bench")
+        )
     write_report(results, output_dir)
     print_table(results)
     click.echo(f"wrote {output_dir}/results.json, report.md and plots", err=True)

@@ -13,3 +13,7 @@ class RegistryError(RewardkitError):
 
 class RewardError(RewardkitError):
     """A reward spec is malformed, or a reward plugin failed while scoring."""
+
+
+class NonFiniteError(RewardkitError):
+    """A loss or gradient is NaN or infinite: the optimizer step is not taken."""

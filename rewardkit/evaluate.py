@@ -25,6 +25,7 @@ aggregate metrics, signatures, package versions), ``results.md`` (a Markdown tab
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -311,11 +312,34 @@ def evaluate(
 
     max_new_tokens = cfg.max_new_tokens or int(run_cfg.get("max_new_tokens", 200))
     device = cfg.device or run_cfg.get("device", "cpu")
+    seeds = [cfg.seed + r for r in range(cfg.runs)]
+    settings = {
+        "model": cfg.model,
+        "model_kind": source.kind,
+        "base_model": source.model,
+        "checkpoint": str(source.checkpoint) if source.checkpoint else None,
+        "run_dir": str(source.run_dir) if source.run_dir else None,
+        "backend": backend_cls.name,
+        "task": task_name,
+        "task_options": task_options,
+        "data": str(data),
+        "split": cfg.split,
+        "num_examples": len(examples),
+        "limit": cfg.limit,
+        "runs": cfg.runs,
+        "seeds": seeds,
+        "greedy": cfg.greedy,
+        "temperature": None if cfg.greedy else cfg.temperature,
+        "top_p": None if cfg.greedy else cfg.top_p,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": cfg.batch_size,
+        "device": device,
+        "metrics": [m.spec for m in metrics],
+    }
+    output_dir = _claim_output(cfg, source, settings)  # before the work: never after it
     backend = _build_backend(backend_cls, source, device)
-    output_dir = Path(cfg.output_dir) if cfg.output_dir else _default_output(source, cfg.split)
 
     prompts = [task.prompt(e) for e in examples]
-    seeds = [cfg.seed + r for r in range(cfg.runs)]
     hyps_per_run: list[list[str]] = []
     lengths_per_run: list[float] = []
     t0 = time.perf_counter()
@@ -344,29 +368,6 @@ def evaluate(
 
     per_run = [score(metrics, examples, hyps) for hyps in hyps_per_run]
     summary = aggregate(per_run)
-    settings = {
-        "model": cfg.model,
-        "model_kind": source.kind,
-        "base_model": source.model,
-        "checkpoint": str(source.checkpoint) if source.checkpoint else None,
-        "run_dir": str(source.run_dir) if source.run_dir else None,
-        "backend": backend_cls.name,
-        "task": task_name,
-        "task_options": task_options,
-        "data": str(data),
-        "split": cfg.split,
-        "num_examples": len(examples),
-        "limit": cfg.limit,
-        "runs": cfg.runs,
-        "seeds": seeds,
-        "greedy": cfg.greedy,
-        "temperature": None if cfg.greedy else cfg.temperature,
-        "top_p": None if cfg.greedy else cfg.top_p,
-        "max_new_tokens": max_new_tokens,
-        "batch_size": cfg.batch_size,
-        "device": device,
-        "metrics": [m.spec for m in metrics],
-    }
     results = {
         "settings": settings,
         "metrics": summary,
@@ -412,16 +413,13 @@ def _resolve_data(task: str, data: str | None) -> str:
         if "://" not in data and "/" in data and not Path(data).exists():
             raise RewardkitError(f"data {data} does not exist (give --data PATH or a hub name)")
         return data
-    from rewardkit.speech.make import TASKS, default_out, make_datasets
+    from rewardkit.speech import make
 
-    folder = default_out() / (TASKS[TASK_DATA[task]] if task in TASK_DATA else task)
-    if not folder.is_dir():
-        if task not in TASK_DATA:
-            raise RewardkitError(
-                f"task {task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
-            )
-        make_datasets(default_out(), size=2000, seed=0, task=TASK_DATA[task])
-    return str(folder)
+    if task not in TASK_DATA:
+        raise RewardkitError(
+            f"task {task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
+        )
+    return str(make.embedded_data(TASK_DATA[task]))
 
 
 def _build_backend(backend_cls: Any, source: ModelSource, device: str) -> Any:
@@ -454,6 +452,25 @@ def _build_backend(backend_cls: Any, source: ModelSource, device: str) -> Any:
             backend = backend_cls.build(ModelSpec(source.model, device=device), OptimizerConfig())
     backend.train(False)
     return backend
+
+
+def _claim_output(cfg: EvalConfig, source: ModelSource, settings: dict[str, Any]) -> Path:
+    """The output directory, checked (and marked ours) before the work: ``--output-dir`` must
+    be new, empty, or an earlier ``rewardkit eval`` output of the same settings (results of
+    other settings are never replaced). The default directory falls back to a sibling named by
+    the settings' hash when it holds other settings or files not ours, so each settings'
+    results stay apart."""
+    from rewardkit.textio import claim_output_dir
+
+    if cfg.output_dir:
+        return claim_output_dir(Path(cfg.output_dir), "eval", settings)
+    default = _default_output(source, cfg.split)
+    try:
+        return claim_output_dir(default, "eval", settings)
+    except RewardkitError:
+        key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+        return claim_output_dir(default.with_name(f"{default.name}-{key.hexdigest()[:8]}"),
+                                "eval", settings)  # fmt: skip
 
 
 def _default_output(source: ModelSource, split: str) -> Path:
@@ -641,11 +658,13 @@ def eval_command(registry: Any, **options: Any) -> None:
 def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = False) -> Path:
     """Write a run's best checkpoint (or the given checkpoint) as a standalone model directory:
     the policy with LoRA merged, its tokenizer and audio preprocessing (``save_pretrained``).
-    Written beside ``out`` and renamed into place."""
+    Built in a staging directory beside ``out`` and renamed into place. An existing ``out`` is
+    replaced only with ``overwrite`` and only when it is a model directory (an earlier export,
+    or ``config.json`` plus weights and no subfolders): a folder of anything else is refused.
+    Where it cannot write is found before the model is built."""
     import shutil
-    import tempfile
 
-    from rewardkit.textio import replace_dir
+    from rewardkit import textio
 
     source = resolve_model(source_spec)
     if source.checkpoint is None:
@@ -653,26 +672,51 @@ def export_model(source_spec: str, out: Path, registry: Any, overwrite: bool = F
             f"{source_spec} is not a run or a checkpoint inside one; export takes what "
             "`rewardkit train` wrote (a model directory is already exported)"
         )
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise RewardkitError(f"{out} exists; give --overwrite to replace it")
-    backend = _build_backend(registry.get("backend", "hf"), source, "cpu")
+    out = Path(out).expanduser().resolve()  # "." has a name and a parent to stage beside
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        if not overwrite:
+            raise RewardkitError(f"{out} exists; give --overwrite to replace it")
+        if not _is_model_dir(out):
+            raise RewardkitError(
+                f"{out} is not a model directory (no earlier `rewardkit model export`, or it "
+                "holds other files); --overwrite replaces only models: choose another --out"
+            )
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        textio.remove_orphans(out.parent, out.name)  # staging of killed exports
+        tmp = textio.staging_dir(out.parent, out.name)
     except OSError as exc:
-        raise RewardkitError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
+        raise textio.os_error(exc, out.parent, "write to") from None
     try:
+        backend = _build_backend(registry.get("backend", "hf"), source, "cpu")
         backend.save_pretrained(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in (tmp, *tmp.iterdir()):  # mkdtemp makes 0700: give what the umask allows
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-        replace_dir(tmp, out)
+        marker = {"command": "model export", "settings": None}
+        textio.write_json_atomic(tmp / textio.OUTPUT_MARKER, marker)
+        textio.replace_dir(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise textio.os_error(exc, out, "write the model to") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return source.checkpoint
+
+
+def _is_model_dir(path: Path) -> bool:
+    """An earlier export, or what save_pretrained writes: flat, config.json and weights."""
+    from rewardkit.textio import OUTPUT_MARKER, read_marker
+
+    if not path.is_dir() or path.is_symlink():
+        return False
+    record = read_marker(path / OUTPUT_MARKER)
+    if record is not None:
+        return record.get("command") == "model export"
+    entries = list(path.iterdir())
+    weights = any(
+        e.name.startswith(("model", "pytorch_model")) and e.suffix in (".safetensors", ".bin")
+        for e in entries
+    )
+    flat = all(e.is_file() and not e.is_symlink() for e in entries)
+    return flat and weights and (path / "config.json").is_file()
 
 
 @click.command("export")

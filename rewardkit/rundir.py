@@ -34,6 +34,8 @@ One process at a time: ``create`` takes an exclusive lock on ``RUN/.lock`` (POSI
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib.util
 import json
 import math
@@ -52,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
-from rewardkit.textio import fsync_dir, write_atomic
+from rewardkit.textio import apply_umask, fsync_dir, os_error, write_atomic
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
@@ -124,6 +126,7 @@ class RunDir:
         #: the run starts over). None on a fresh run.
         self.resume_step: int | None = None
         self._open = False
+        self._running = False  # this process set run.json's status to running
         self._lock_fd: int | None = None
         self._metrics_fh: Any = None
         self._writer: Any = None
@@ -166,6 +169,7 @@ class RunDir:
         resume: bool,
         allow_changes: Iterable[str] = RESUME_ALLOWED,
         defaults: Mapping[str, Any] | None = None,
+        check: Callable[[Path], str | None] | None = None,
     ) -> RunDir:
         """Start a new run here, or (``resume=True``) reopen the run that is here.
 
@@ -175,6 +179,11 @@ class RunDir:
         the stored config lacks (a run from before the option existed) counts as its value in
         ``defaults``, the behaviour that run had. Returns
         ``self``; call :meth:`close` (or use ``with``) when the run ends.
+
+        ``check(checkpoint_dir)`` (on resume) returns what is wrong with a complete checkpoint
+        (a truncated or unreadable file), or None: the run then continues from the newest
+        checkpoint that passes; a failing one is renamed ``damaged-step-...`` (kept for
+        inspection, never used) and stderr says so.
         """
         if self._open:
             raise RuntimeError(f"{self!r} is already open")
@@ -189,48 +198,65 @@ class RunDir:
             if path.exists() and not path.is_dir():
                 raise RewardkitError(f"{path} is a file, not a run directory")
             if resume:
-                self._reopen(snapshot, frozenset(allow_changes), defaults or {})
+                self._reopen(snapshot, frozenset(allow_changes), defaults or {}, check)
             else:
                 self._start(snapshot)
         except OSError as exc:
             self._abort()
-            raise RewardkitError(
-                f"cannot write the run directory {path}: {exc.strerror or exc}"
-            ) from exc
+            raise os_error(exc, path, "write the run directory") from None
         except BaseException:
             self._abort()
             raise
         self._open = True
         return self
 
-    def _start(self, snapshot: dict[str, Any]) -> None:
+    def check_new(self) -> None:
+        """Raise the error :meth:`create` would give for a new run here (a file, a run, a
+        directory with other files, a symlinked lock), without touching anything: a command
+        calls it before its slow start (data, model)."""
         path = self.path
+        if path.exists() and not path.is_dir():
+            raise RewardkitError(f"{path} is a file, not a run directory")
         if self.is_run_dir():
             raise RewardkitError(
                 f"{path} already holds a run; resume it with --resume {path} "
                 "or choose another output directory"
             )
-        if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()):
+        if (path / LOCK_FILE).is_symlink():
+            raise RewardkitError(
+                f"{path / LOCK_FILE} is a symbolic link; rewardkit does not follow it (remove "
+                "the link or choose another output directory)"
+            )
+        if path.exists() and any(p.name != LOCK_FILE or not _our_lock(p) for p in path.iterdir()):
             raise RewardkitError(
                 f"{path} is not empty and is not a run directory; "
                 "choose a new or empty output directory"
             )
+
+    def _start(self, snapshot: dict[str, Any]) -> None:
+        path = self.path
+        self.check_new()
         path.mkdir(parents=True, exist_ok=True)
         self._lock()
-        tensorboard = self._open_tensorboard(purge_step=None)
+        # the small files first: a full disk fails here, before TensorBoard's writer thread
+        _write_json_atomic(self.config_path, snapshot)
         info = {
             "status": "running",
             "started": _now(),
             "finished": None,
             **_environment(),
-            "tensorboard": tensorboard,
+            "tensorboard": self._open_tensorboard(purge_step=None),
             "resumes": [],
         }
-        _write_json_atomic(self.config_path, snapshot)
         _write_json_atomic(self.run_path, info)
+        self._running = True
 
     def _reopen(
-        self, snapshot: dict[str, Any], allowed: frozenset[str], defaults: Mapping[str, Any]
+        self,
+        snapshot: dict[str, Any],
+        allowed: frozenset[str],
+        defaults: Mapping[str, Any],
+        check: Callable[[Path], str | None] | None,
     ) -> None:
         path = self.path
         if not self.is_run_dir():
@@ -239,6 +265,7 @@ class RunDir:
                 "start a new run there instead"
             )
         self._lock()
+        info = self.info()  # both files read (a damaged one named) before anything changes
         stored = {**_snapshot(defaults), **self.config()}
         changed = config_changes(stored, snapshot)
         blocking = [key for key in changed if not _allowed(key, allowed)]
@@ -252,14 +279,13 @@ class RunDir:
                 "use the original values or start a new output directory"
             )
         self._clean_temporaries()
-        latest = self._latest()
+        latest = self._latest_usable(check)
         self.resume_step = latest.step if latest else None
         self.truncate_metrics(self.resume_step)
         self._drop_samples_after(self.resume_step)
         self._write_index(self.checkpoints())
         purge = 0 if self.resume_step is None else self.resume_step + 1
         tensorboard = self._open_tensorboard(purge_step=purge)
-        info = self.info()
         info["status"] = "running"
         info["finished"] = None
         info["tensorboard"] = tensorboard
@@ -273,6 +299,24 @@ class RunDir:
         )
         _write_json_atomic(self.config_path, snapshot)
         _write_json_atomic(self.run_path, info)
+        self._running = True
+
+    def _latest_usable(self, check: Callable[[Path], str | None] | None) -> Checkpoint | None:
+        """The newest complete checkpoint that ``check`` finds readable; the damaged ones above
+        it are renamed ``damaged-step-...`` so nothing uses (or rotates) them."""
+        for checkpoint in reversed(self.checkpoints()):
+            problem = check(checkpoint.path) if check is not None else None
+            if problem is None:
+                return checkpoint
+            aside = checkpoint.path.with_name(f"damaged-{checkpoint.path.name}")
+            if aside.exists():
+                aside = aside.with_name(f"{aside.name}-{uuid.uuid4().hex[:8]}")
+            os.replace(checkpoint.path, aside)
+            sys.stderr.write(
+                f"warning: checkpoint {checkpoint.path} is damaged ({problem}); kept as "
+                f"{aside.name}, resuming from the newest readable checkpoint before it\n"
+            )
+        return None
 
     def close(self, status: str = "completed") -> None:
         """Close the metrics file and TensorBoard writer, record ``status`` (completed, failed,
@@ -285,10 +329,11 @@ class RunDir:
                 self._metrics_fh.close()
             if self._writer is not None:
                 self._writer.close()
-            info = self.info()
-            info["status"] = status
-            info["finished"] = _now()
-            _write_json_atomic(self.run_path, info)
+            try:
+                _mark(self.run_path, status)
+            except OSError as exc:  # do not hide the error that ended the run
+                sys.stderr.write(f"warning: could not record {status!r} in {self.run_path}: "
+                                 f"{exc.strerror or exc}\n")  # fmt: skip
         finally:
             self._metrics_fh = None
             self._writer = None
@@ -323,7 +368,23 @@ class RunDir:
             import fcntl
         except ImportError:  # not POSIX: no lock
             return
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = self.path / LOCK_FILE
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(lock, flags, 0o644)  # never through a symlink: it could point anywhere
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RewardkitError(
+                    f"{lock} is a symbolic link; rewardkit does not follow it (remove the link "
+                    "or choose another output directory)"
+                ) from None
+            raise
+        if not _our_lock_stat(os.fstat(fd)):
+            os.close(fd)
+            raise RewardkitError(
+                f"{lock} is not a lock file rewardkit made (not a plain file of yours with one "
+                "link); remove it or choose another output directory"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -339,10 +400,15 @@ class RunDir:
         self._lock_fd = fd
 
     def _abort(self) -> None:
-        """Undo a failed create: close what it opened and release the lock."""
+        """Undo a failed create: close what it opened, mark a run.json it set running as
+        failed, and release the lock."""
         if self._writer is not None:
-            self._writer.close()
+            with contextlib.suppress(Exception):  # a full disk: it cannot flush either
+                self._writer.close()
             self._writer = None
+        if self._running:
+            with contextlib.suppress(Exception):
+                _mark(self.run_path, "failed")
         self._unlock()
 
     def _unlock(self) -> None:
@@ -503,6 +569,7 @@ class RunDir:
             write(tmp)
             if not tmp.is_dir():
                 raise RuntimeError(f"the checkpoint writer left no directory at {tmp}")
+            apply_umask(tmp)  # libraries write some files 0600, mkdtemp makes 0700 dirs
             _fsync_tree(tmp)
             marker = {
                 "step": step,
@@ -519,6 +586,18 @@ class RunDir:
                 self._discard(final)
             os.replace(tmp, final)
             fsync_dir(root)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise os_error(exc, final, "save the checkpoint") from None
+        except RuntimeError as exc:  # torch.save reports a full disk as an "enforce fail"
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not any(k in str(exc) for k in ("inline_container", "write failed", "Writer")):
+                raise
+            free = shutil.disk_usage(root).free
+            raise RewardkitError(
+                f"cannot save the checkpoint {final}: no space left on the device holding "
+                f"{root}? ({free / 2**20:.0f} MiB free; torch: {str(exc).splitlines()[0]})"
+            ) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -710,6 +789,24 @@ def _snapshot(config: Mapping[str, Any]) -> dict[str, Any]:
 # --- helpers ---
 
 
+def _our_lock_stat(st: os.stat_result) -> bool:
+    """A lock file rewardkit may write its pid into: a regular file with one link (not a hard
+    link to someone's file), owned by this user, no bigger than a pid."""
+    import stat
+
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and mine and st.st_size <= 32
+
+
+def _our_lock(path: Path) -> bool:
+    """Whether ``path`` is a leftover lock of an earlier rewardkit start (a directory holding
+    only that still counts as empty); a symlink or anything else named .lock does not."""
+    try:
+        return _our_lock_stat(os.lstat(path))
+    except OSError:
+        return False
+
+
 def _pick_best(checkpoints: list[Checkpoint]) -> Checkpoint | None:
     candidates = [c for c in checkpoints if c.metric is not None]
     if not candidates:
@@ -844,6 +941,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RewardkitError(f"{path} does not hold a JSON object")
     return data
+
+
+def _mark(run_path: Path, status: str) -> None:
+    """Record ``status`` and the end time in run.json. On a full disk, where even the atomic
+    rewrite's new file cannot be made, the file is rewritten in place (it fits the blocks it
+    has), so run.json never stays ``running`` after the run ended."""
+    info = _read_json(run_path)
+    info["status"] = status
+    info["finished"] = _now()
+    try:
+        _write_json_atomic(run_path, info)
+    except OSError:
+        text = json.dumps(_jsonable(info), separators=(",", ":"), allow_nan=False) + "\n"
+        with open(run_path, "r+", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.truncate()
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:

@@ -67,7 +67,7 @@ from typing import Any, Literal
 import click
 
 from rewardkit.distributed import launcher_environment
-from rewardkit.errors import RewardkitError
+from rewardkit.errors import NonFiniteError, RewardkitError
 
 ALGOS = ("grpo", "sft")
 OFF_POLICY = ("none", "reference")
@@ -90,7 +90,7 @@ class TrainConfig:
     backend: str = "hf"
     task: str = "speech_translation"
     task_options: str = ""  # e.g. "tgt_lang=de,templates=fixed"
-    data: str | None = None  # default: default_out() / <task folder>, built when missing
+    data: str | None = None  # default: the embedded set in the cache, built when missing
     data_size: int = 2000  # size of the data set built when --data is not given and missing
     train_split: str = "train"
     eval_split: str = "dev"
@@ -182,6 +182,9 @@ class TrainConfig:
             (self.eval_temperature > 0, "--eval-temperature must be > 0"),
             (0 < self.eval_top_p <= 1, "--eval-top-p must be in (0, 1]"),
             (self.learning_rate > 0, f"--learning-rate must be > 0, got {self.learning_rate}"),
+            (math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0,
+             f"--max-grad-norm must be a finite number >= 0 (0: no clipping), got "
+             f"{self.max_grad_norm}"),
             (self.eval_interval >= 0, "--eval-interval must be >= 0"),
             (self.save_interval >= 0, "--save-interval must be >= 0"),
             (self.keep_last >= 1, "--keep-last must be >= 1"),
@@ -357,20 +360,17 @@ class DataOrder:
 
 
 def resolve_data(cfg: TrainConfig) -> str:
-    """The data source: ``--data``, or the embedded data set of ``data_size`` items, built when
-    missing or of another size (an identical cached set is reused)."""
+    """The data source: ``--data``, or the embedded data set of ``data_size`` items in the cache
+    (one folder per task, size and seed, side by side; built when missing, reused otherwise)."""
     if cfg.data is not None:
         return cfg.data
-    from rewardkit.speech.make import default_out, make_datasets
+    from rewardkit.speech import make
 
     if cfg.task not in TASK_DATA:
         raise RewardkitError(
             f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
         )
-    from rewardkit.speech.make import TASKS
-
-    make_datasets(default_out(), size=cfg.data_size, seed=0, task=TASK_DATA[cfg.task])
-    return str(default_out() / TASKS[TASK_DATA[cfg.task]])
+    return str(make.embedded_data(TASK_DATA[cfg.task], size=cfg.data_size, seed=0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,6 +434,13 @@ def _check_finite(reward: Any, output: Any, examples: Sequence[Any]) -> None:
                     f"'{getattr(reward, 'plugin', '?')}') returned {value} for completion {j} of "
                     f"example {examples[i].id!r}"
                 )
+
+
+def _check_loss(loss: Any) -> None:
+    """Stop before backward and the optimizer step when the loss is NaN or infinite."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteError(f"the loss is {value}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,6 +586,7 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
                 num_tokens_global=num_tokens_global,
             )
             loss = loss / divide
+            _check_loss(loss)
             backend.backward(loss)
             iteration_loss += loss.item()
             collected.append(stats)
@@ -671,6 +679,7 @@ def sft_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
     for chunk in chunks:
         logp = backend.logprobs([prompts[i] for i in chunk], ids[chunk], mask[chunk], grad=True)
         loss = -(logp * mask[chunk].to(logp.device)).sum() / max(num_tokens, 1)  # a share
+        _check_loss(loss)
         backend.backward(loss)
         total += loss.item()
     info = backend.step()
@@ -984,13 +993,20 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         _warn_if_the_schedule_stretches(cfg)
     if cfg.output_dir is None:
         cfg = replace(cfg, output_dir=f"runs/{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if cfg.resume is None:  # a bad output directory fails before the data and the model load
+        RunDir(cfg.output_dir).check_new()
     tr = build_trainer(cfg, registry)
     steps = _total_steps(cfg, len(tr.train_examples))
     dist = tr.backend.dist  # several ranks: rank 0 writes the run directory and shows progress
 
     if dist.is_main:
         run: Any = RunDir(cfg.output_dir, tensorboard=cfg.tensorboard)
-        run.create(cfg.to_dict(), resume=cfg.resume is not None, defaults=_resume_defaults())
+        run.create(
+            cfg.to_dict(),
+            resume=cfg.resume is not None,
+            defaults=_resume_defaults(),
+            check=checkpoint_problem,
+        )
     else:
         run = FollowerRunDir(cfg.output_dir)
     dist.barrier()
@@ -1001,8 +1017,16 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         stop.__enter__()
         latest = dist.broadcast(run.latest_checkpoint() if cfg.resume is not None else None)
         if latest is not None:  # continue exactly: backend (weights, optimizer, RNG), then ours
-            tr.backend.load(latest)
-            state = json.loads((latest / TRAINER_STATE).read_text(encoding="utf-8"))
+            state = _read_trainer_state(latest)
+            try:
+                tr.backend.load(latest)
+            except RewardkitError:
+                raise
+            except Exception as exc:  # a damaged file the quick check did not catch
+                raise RewardkitError(
+                    f"cannot load the checkpoint {latest}: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from None
             tr.step, tr.best = state["step"], state["best"]
             saved = tr.step
             tr.order = DataOrder(len(tr.train_examples), cfg.seed, **state["data"])
@@ -1028,7 +1052,15 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
                 tr.step += 1
                 t0 = time.perf_counter()
                 batch = [tr.train_examples[i] for i in tr.order.next(cfg.batch_size)]
-                metrics = (sft_step if tr.step <= warmup else step_fn)(tr, batch)
+                try:
+                    metrics = (sft_step if tr.step <= warmup else step_fn)(tr, batch)
+                except NonFiniteError as exc:  # no update was applied: the checkpoints are good
+                    kept = run.latest_checkpoint()
+                    raise NonFiniteError(
+                        f"step {tr.step}: {exc}; the run stopped before the optimizer step "
+                        f"(last good checkpoint: {kept or 'none'}); lower --learning-rate or "
+                        "check the reward and the data"
+                    ) from None
                 metrics["step_time"] = time.perf_counter() - t0
                 metrics["epoch"] = float(tr.order.epoch)
                 run.log(tr.step, metrics)
@@ -1131,6 +1163,70 @@ def _validate(tr: Trainer, run: Any) -> dict[str, float]:
     return metrics
 
 
+def _read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    path = checkpoint / TRAINER_STATE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("no integer step")
+        DataOrder(1, 0, **state["data"])  # epoch and position only
+        if "best" not in state:
+            raise KeyError("best")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RewardkitError(f"{path} is damaged or unreadable ({exc})") from None
+    return state
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """What makes a complete checkpoint unusable for resuming, quickly (file headers and
+    sizes, not the tensors): a missing, truncated or malformed file, named; None when fine."""
+    import zipfile
+
+    try:
+        _read_trainer_state(checkpoint)
+    except RewardkitError as exc:
+        return str(exc)
+    for name in ("backend.json",):
+        path = checkpoint / name
+        if path.exists():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                return f"{path} is not valid JSON ({exc})"
+    weights = checkpoint / "trainable.safetensors"
+    if weights.exists():
+        problem = _safetensors_problem(weights)
+        if problem:
+            return f"{weights} is {problem}"
+    state = checkpoint / "training_state.pt"
+    if state.exists():
+        try:
+            with zipfile.ZipFile(state) as archive:
+                archive.namelist()
+        except (OSError, zipfile.BadZipFile) as exc:
+            return f"{state} is truncated or not a torch file ({exc})"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensor bytes the
+    header's offsets describe: a truncated file is shorter than they say."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            length = int.from_bytes(fh.read(8), "little")
+            if size < 8 or length > size - 8:
+                return "truncated (its header is cut off)"
+            header = json.loads(fh.read(length))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                  default=0)  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        return f"not a safetensors file ({exc})"
+    if 8 + length + end != size:
+        return f"truncated ({size} bytes, its header describes {8 + length + end})"
+    return None
+
+
 def _save_checkpoint(tr: Trainer, run: Any, metric: float | None) -> None:
     """checkpoints/step-N: the backend (weights, optimizer, scheduler, RNG), then ours."""
     state = {"step": tr.step, "best": tr.best, "data": tr.order.state()}
@@ -1216,11 +1312,13 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
     given = {k: v for k, v in options.items() if v is not None}
     resume = given.get("resume")
     if resume is not None:  # the stored config is the base: `--resume RUN` alone continues
-        stored = Path(resume) / "config.json"
-        if not stored.is_file():
+        from rewardkit.rundir import RunDir
+
+        run = RunDir(resume)
+        if not run.config_path.is_file():
             raise RewardkitError(f"cannot resume {resume}: it is not a run directory (no config)")
         # a key the stored config lacks is what that run did before the option existed
-        layers.append({**LEGACY_DEFAULTS, **json.loads(stored.read_text(encoding="utf-8"))})
+        layers.append({**LEGACY_DEFAULTS, **run.config()})  # a damaged file: named, one line
     if config_file is not None:
         layers.append(load_config(config_file))
     layers.append(given)

@@ -24,6 +24,7 @@ from rewardkit.evaluate import (
     evaluate,
     resolve_model,
 )
+from rewardkit.textio import OUTPUT_MARKER
 from rewardkit.train import TrainConfig, train
 
 FAST = dict(max_new_tokens=4, progress=False)
@@ -70,7 +71,8 @@ def cli(registry, *args):
 
 
 def read_outputs(out: Path) -> tuple[dict, list[dict]]:
-    assert {p.name for p in out.iterdir()} == {RESULTS_JSON, RESULTS_MD, GENERATIONS}
+    names = {p.name for p in out.iterdir()}
+    assert names == {RESULTS_JSON, RESULTS_MD, GENERATIONS, OUTPUT_MARKER}
     results = json.loads((out / RESULTS_JSON).read_text(encoding="utf-8"))
     lines = (out / GENERATIONS).read_text(encoding="utf-8").splitlines()
     return results, [json.loads(line) for line in lines]

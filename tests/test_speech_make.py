@@ -201,7 +201,13 @@ def test_force_and_changed_settings_rebuild(built: Path, tmp_path) -> None:
     result = invoke("--out", str(out), "--size", str(SIZE), "--seed", "3")
     assert "written in" in result.stdout and digests(out) == before
 
+    before = digests(out)
     result = invoke("--out", str(out), "--size", str(SIZE), "--seed", "4", "--task", "st")
+    assert isinstance(result.exception, RewardkitError)  # other settings: only with --force
+    assert "other settings (seed 3)" in str(result.exception) and digests(out) == before
+    result = invoke(
+        "--out", str(out), "--size", str(SIZE), "--seed", "4", "--task", "st", "--force"
+    )
     assert "written in" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",

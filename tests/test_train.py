@@ -447,8 +447,12 @@ def test_asr_uses_the_embedded_translation_speech(monkeypatch, tmp_path):
     from rewardkit.train import resolve_data
 
     calls = []
-    monkeypatch.setattr(make, "default_out", lambda: tmp_path)
-    monkeypatch.setattr(make, "make_datasets", lambda out, **kw: calls.append(kw["task"]))
+
+    def embedded(task, size, seed):
+        calls.append(task)
+        return tmp_path / make.TASKS[task]
+
+    monkeypatch.setattr(make, "embedded_data", embedded)
     assert resolve_data(TrainConfig(task="asr")) == str(tmp_path / "speech_translation")
     assert resolve_data(TrainConfig(task="spoken_qa")) == str(tmp_path / "spoken_qa")
     assert calls == ["st", "qa"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from rewardkit.bench.corrupt import LADDERS, PROBES
 from rewardkit.bench.run import Results, save_json
+from rewardkit.textio import os_error, write_atomic, write_bytes_atomic
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -295,7 +296,7 @@ def write_markdown(results: Results, path: Path, plots: dict[str, str]) -> None:
     ]
     lines += [f"- `{spec}`: `{sig}`" for spec, sig in repro.get("signatures", {}).items()]
     lines += [f"- settings: `{json.dumps(results.config)}`", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_atomic(path, "\n".join(lines))
 
 
 def _matrix(title: str, values: dict[str, dict[str, float]], columns: Any) -> list[str]:
@@ -348,7 +349,7 @@ def _speed_plot(results: Results, out: Path, plt: Any, np: Any) -> str:
     ax.set_title("Scoring speed")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "speed.png", dpi=110)
+    _save_png(fig, out / "speed.png")
     plt.close(fig)
     return "speed.png"
 
@@ -370,7 +371,7 @@ def _ladder_plot(results: Results, out: Path, plt: Any) -> str:
     fig.legend(handles, labels, loc="lower right", fontsize=8)
     fig.suptitle("Corruption ladders: mean score after k edits")
     fig.tight_layout()
-    fig.savefig(out / "ladders.png", dpi=110)
+    _save_png(fig, out / "ladders.png")
     plt.close(fig)
     return "ladders.png"
 
@@ -388,7 +389,7 @@ def _agreement_plot(results: Results, out: Path, plt: Any, np: Any) -> str:
     fig.colorbar(image, ax=ax, label="within-group Kendall tau_b")
     ax.set_title("Agreement between rewards")
     fig.tight_layout()
-    fig.savefig(out / "agreement.png", dpi=110)
+    _save_png(fig, out / "agreement.png")
     plt.close(fig)
     return "agreement.png"
 
@@ -423,7 +424,7 @@ def _human_plot(results: Results, out: Path, plt: Any, np: Any) -> str:
     ax.set_title("Human agreement (95% bootstrap intervals; dashes: all-ties baseline)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "human.png", dpi=110)
+    _save_png(fig, out / "human.png")
     plt.close(fig)
     return "human.png"
 
@@ -442,8 +443,22 @@ def _human_stat(human: dict[str, Any], name: str) -> dict[str, Any]:
     return {"value": math.nan if value is None else float(value), "ci": stat["ci"]}
 
 
+def _save_png(fig: Any, path: Path) -> None:
+    """A figure as PNG, atomically (a full disk leaves the old file, not a part)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
 def write_report(results: Results, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(results, out / "results.json")
-    plots = write_plots(results, out)
-    write_markdown(results, out / "report.md", plots)
+    """results.json, the plots and report.md, each written atomically into ``out`` (which
+    ``rewardkit bench`` has claimed before the work: see :func:`claim_output_dir`)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_json(results, out / "results.json")
+        plots = write_plots(results, out)
+        write_markdown(results, out / "report.md", plots)
+    except OSError as exc:
+        raise os_error(exc, out, "write the report to") from None

@@ -340,9 +340,14 @@ def progress_total(config: BenchConfig) -> int:
 
 
 def run_bench(
-    registry: Registry, config: BenchConfig, advance: Callable[[str], None] = lambda stage: None
+    registry: Registry,
+    config: BenchConfig,
+    advance: Callable[[str], None] = lambda stage: None,
+    inputs_checked: Callable[[], None] = lambda: None,
 ) -> Results:
-    """Run the chosen sections for every reward; ``advance(stage)`` is called as work completes."""
+    """Run the chosen sections for every reward; ``advance(stage)`` is called as work completes,
+    ``inputs_checked()`` once the inputs are read and checked, before the work (the command
+    checks its output directory there)."""
     sections = selected_sections(config)
     items = load_items(config.data) if config.data else embedded_items(config.items, config.seed)
     corrupting = [s for s in sections if s in CORRUPTION_SECTIONS]
@@ -356,6 +361,7 @@ def run_bench(
     human = load_human(config.human, items, config.aggregate) if "human" in sections else None
     for spec in config.rewards:  # fail fast on unknown names or options, before any model loads
         registry.check_spec(spec)
+    inputs_checked()
     results = Results(
         config=_jsonable(asdict(config)), rewards=list(config.rewards), sections=sections
     )
@@ -661,4 +667,6 @@ def save_json(results: Results, path: Path) -> None:
             return [clean(v) for v in value]
         return value
 
-    path.write_text(json.dumps(clean(asdict(results)), indent=2) + "\n", encoding="utf-8")
+    from rewardkit.textio import write_atomic
+
+    write_atomic(path, json.dumps(clean(asdict(results)), indent=2) + "\n")

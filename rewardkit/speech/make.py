@@ -17,13 +17,26 @@ Layout (read by the task adapters; keep it stable)::
 
 Audio is 16 kHz mono 16-bit PCM wav; a manifest's ``audio`` path is relative to its folder. Each
 item gets an accent, a voice variant, a speed and a pitch drawn from a hash of (seed, item id),
-so the same seed gives byte-identical files whatever the worker count or order. A finished set
-is reused when its manifest.json records the same settings and every file exists; a new one is
-built in ``OUT.tmp-*`` and renamed into place, so OUT never holds a half-written set.
+so the same seed gives byte-identical files whatever the worker count or order.
+
+Nothing is lost, nothing is half-written. A task whose folder is complete (manifest.json records
+the same settings and every file exists) is reused; only the missing tasks are built, in
+``OUT.tmp-*``, and each task folder is renamed into OUT, so OUT never holds a half-written set
+and a second ``--task`` into the same OUT keeps the first. An OUT that holds a set of other
+settings (size, seed, generator or eSpeak NG version) is replaced only with ``force``.
+Concurrent builders each build in their own temporary folder; the installing step runs under a
+lock on OUT, and a task that another builder installed meanwhile is kept (ours is discarded).
+
+The cache (no ``--out``; what ``rewardkit train`` and ``eval`` use): one folder per (task,
+size, seed, settings), side by side under :func:`default_out`, e.g.
+``speech_data/speech_translation-2000-seed0-1a2b3c4d/speech_translation``. A folder there is
+never replaced or deleted once complete (``--force`` excepted), so a run reading one is never
+disturbed by another run or another ``data make``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -233,38 +246,54 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _cached(out: Path, settings: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any] | None:
-    """OUT's manifest if OUT holds a complete set with these settings and tasks, else None."""
-    manifest = _read_manifest(out)
-    if manifest is None or any(manifest.get(k) != v for k, v in settings.items()):
-        return None
-    if not set(tasks) <= set(manifest.get("tasks", {})):
-        return None
-    for task in manifest["tasks"]:
-        for split in SPLITS:
-            path = out / task / f"{split}.jsonl"
-            try:
+def _complete_tasks(out: Path, manifest: dict[str, Any] | None) -> list[str]:
+    """The tasks of ``manifest`` whose folder in OUT is complete (every manifest line's wav)."""
+    done = []
+    tasks = manifest.get("tasks") if manifest else None
+    for task in tasks if isinstance(tasks, dict) else {}:
+        try:
+            for split in SPLITS:
+                path = out / task / f"{split}.jsonl"
                 lines = path.read_text(encoding="utf-8").splitlines()
-                if len(lines) != manifest["tasks"][task]["items"][split]:
-                    return None
+                if len(lines) != tasks[task]["items"][split]:
+                    break
                 if not all((path.parent / json.loads(line)["audio"]).is_file() for line in lines):
-                    return None
-            except (OSError, ValueError, KeyError, TypeError):
-                return None
-    return manifest if (out / "README.md").is_file() else None
+                    break
+            else:
+                done.append(task)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return done
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to replace anything that is not an earlier ``rewardkit data make`` set."""
+def _same_settings(manifest: dict[str, Any] | None, settings: dict[str, Any]) -> bool:
+    return manifest is not None and all(manifest.get(k) == v for k, v in settings.items())
+
+
+def _check_out(out: Path, settings: dict[str, Any], force: bool) -> None:
+    """Refuse to write into anything but an earlier ``rewardkit data make`` set, and to replace
+    a set of other settings without ``force``."""
     if out.exists() and not out.is_dir():
         raise RewardkitError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()):
-        manifest = _read_manifest(out)
-        if manifest is None or manifest.get("generator") != GENERATOR:
-            raise RewardkitError(
-                f"--out {out} already holds files that `rewardkit data make` did not write; "
-                f"give a new or empty folder"
-            )
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    manifest = _read_manifest(out)
+    if manifest is None or manifest.get("generator") != GENERATOR:
+        raise RewardkitError(
+            f"--out {out} already holds files that `rewardkit data make` did not write; "
+            f"give a new or empty folder"
+        )
+    if not force and not _same_settings(manifest, settings):
+        theirs = ", ".join(
+            f"{k} {manifest.get(k)}" for k in settings if manifest.get(k) != settings[k]
+        )
+        raise RewardkitError(
+            f"--out {out} holds a set made with other settings ({theirs}); give another --out, "
+            "or --force to replace it"
+        )
+
+
+README = "README.md"
 
 
 def _remove_stale(out: Path) -> None:
@@ -344,11 +373,10 @@ def _build(
     tasks: Sequence[str],
     size: int,
     seed: int,
-    settings: dict[str, Any],
-    library: str,
     workers: int,
     progress: Progress | None,
 ) -> dict[str, Any]:
+    """Synthesise ``tasks`` into ``tmp/<task>/``; returns each task's items and durations."""
     plan: list[tuple[str, str, list[dict[str, Any]]]] = []
     jobs: list[Job] = []
     for task in tasks:
@@ -371,40 +399,82 @@ def _build(
         entry = info.setdefault(task, {"items": {}, "duration_s": {}})
         entry["items"][split] = len(rows)
         entry["duration_s"][split] = round(sum(row["duration"] for row in rows), 3)
+    return info
+
+
+def _manifest(settings: dict[str, Any], library: str, info: dict[str, Any]) -> dict[str, Any]:
     total = sum(sum(entry["duration_s"].values()) for entry in info.values())
-    manifest = {
+    return {
         **settings,
         "espeak_library": library,
         "voices": {"accents": list(ACCENTS), "variants": [v for v in VARIANTS if v]},
         "speed_wpm": list(SPEEDS),
         "pitch": list(PITCHES),
-        "tasks": info,
+        "tasks": {task: info[task] for task in TASKS.values() if task in info},
         "total_duration_s": round(total, 3),
     }
-    (tmp / "README.md").write_text(_readme(manifest), encoding="utf-8")
-    (tmp / "manifest.json").write_text(
-        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    return manifest
 
 
-def _swap(new: Path, out: Path, old: Path) -> None:
-    """Move the finished set ``new`` to ``out``, replacing (then deleting) an earlier set."""
-    try:
-        if out.exists():
-            out.rename(old)
+class _Locked:
+    """An exclusive lock on a directory (flock on the directory itself: no lock file is made
+    in the user's folder); a no-op where flock does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fd = path, None
+
+    def __enter__(self) -> _Locked:
         try:
-            new.rename(out)
-        except OSError:
-            if old.exists() and not out.exists():
-                old.rename(out)  # put the earlier set back
-            raise
-    except OSError as exc:
-        raise RewardkitError(
-            f"could not move the new set into {out} ({exc.strerror or exc}); is another "
-            f"`rewardkit data make` writing there? Run it again"
-        ) from None
-    shutil.rmtree(old, ignore_errors=True)
+            import fcntl
+        except ImportError:
+            return self
+        self.fd = os.open(self.path, os.O_RDONLY)
+        with contextlib.suppress(OSError):  # no flock on some network mounts: go on unlocked
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+
+
+def _install(
+    staged: Path,
+    out: Path,
+    built: dict[str, Any],
+    settings: dict[str, Any],
+    library: str,
+    force: bool,
+) -> dict[str, Any]:
+    """Move the task folders built in ``staged`` into OUT and rewrite its manifest and README,
+    under OUT's lock; returns the new manifest. A task another builder installed meanwhile
+    (complete, same settings) is kept unless ``force``; with other settings OUT's earlier
+    tasks are dropped (``force`` only: :func:`_check_out` refused otherwise)."""
+    from rewardkit.textio import fsync_dir, write_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _Locked(out):
+        _check_out(out, settings, force)  # again: another process may have written meanwhile
+        current = _read_manifest(out)
+        same = _same_settings(current, settings)
+        info = {t: current["tasks"][t] for t in _complete_tasks(out, current)} if same else {}
+        drop = [] if same else [t for t in TASKS.values() if (out / t).exists()]
+        for task, entry in built.items():
+            if task in info and not force:
+                continue  # installed by another builder meanwhile: keep theirs
+            if (out / task).exists() and task not in drop:
+                drop.append(task)
+            info[task] = entry
+        for task in drop:  # renamed aside first: OUT never shows a half-deleted folder
+            (out / task).rename(staged / f".old-{task}")
+        for task in built:
+            if (staged / task).exists() and not (out / task).exists():
+                (staged / task).rename(out / task)
+        manifest = _manifest(settings, library, info)
+        write_atomic(out / README, _readme(manifest))
+        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+        write_atomic(out / "manifest.json", text)  # last: it says which tasks are complete
+        fsync_dir(out)
+    return manifest
 
 
 def make_datasets(
@@ -417,8 +487,10 @@ def make_datasets(
     force: bool = False,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Build (or reuse) the spoken data sets under ``out``; returns manifest.json's content plus
-    ``out``, ``cached`` (True: nothing was synthesised) and ``seconds``.
+    """Build (or reuse) the spoken data sets under ``out`` (None: the cache, one folder per
+    task and settings, see the module docstring); returns manifest.json's content plus ``out``,
+    ``folders`` (task -> its folder), ``cached`` (True: nothing was synthesised) and
+    ``seconds``.
 
     ``task`` is "st", "qa" or "all"; ``workers`` defaults to the usable CPUs (at most 8);
     ``progress(done, total)`` is called as utterances finish (first after the worker processes
@@ -432,16 +504,68 @@ def make_datasets(
     if task not in (*TASKS, "all"):
         raise RewardkitError(f"unknown --task {task!r}; choose st, qa or all")
     tasks = list(TASKS.values()) if task == "all" else [TASKS[task]]
-    out = (Path(out) if out is not None else default_out()).expanduser().resolve()
     if workers is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         workers = min(cpus or 1, 8)
 
     engine = espeak.default()  # fails early, with the install hint, when eSpeak NG is missing
     settings = _settings(size, seed, engine.version)
-    if not force and (manifest := _cached(out, settings, tasks)) is not None:
-        return {**manifest, "out": str(out), "cached": True, "seconds": time.perf_counter() - start}
-    _check_out(out)
+    library = engine.library.origin
+    if out is None:  # the cache: each task in its own folder, side by side
+        parts = [
+            _make(cache_folder(t, settings), [t], settings, library, force, workers, progress)
+            for t in tasks
+        ]
+        manifest = {**parts[0], "tasks": {k: v for p in parts for k, v in p["tasks"].items()}}
+        manifest.pop("total_duration_s", None)
+        folders = {t: str(cache_folder(t, settings) / t) for t in tasks}
+        cached = all(p["cached"] for p in parts)
+        out = default_out()
+    else:
+        if Path(out).is_symlink() and not Path(out).exists():
+            raise RewardkitError(f"--out {out} is a dangling symbolic link; give a folder")
+        out = Path(out).expanduser().resolve()
+        manifest = _make(out, tasks, settings, library, force, workers, progress)
+        folders = {t: str(out / t) for t in tasks}
+        cached = manifest["cached"]
+    seconds = time.perf_counter() - start
+    return {**manifest, "out": str(out), "folders": folders, "cached": cached, "seconds": seconds}
+
+
+def cache_folder(task: str, settings: dict[str, Any]) -> Path:
+    """The cache's folder for one task (a folder name such as ``speech_translation``) and
+    settings: ``<default_out()>/speech_translation-2000-seed0-<hash of the settings>``."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return default_out() / f"{task}-{settings['size']}-seed{settings['seed']}-{key}"
+
+
+def embedded_data(task: str, size: int = DEFAULT_SIZE, seed: int = 0) -> Path:
+    """The folder of the embedded data set of ``task`` ("st" or "qa") in the cache, built when
+    missing: what ``rewardkit train`` and ``rewardkit eval`` read without ``--data``."""
+    summary = make_datasets(None, size, seed, task=task)
+    return Path(summary["folders"][TASKS[task]])
+
+
+def _make(
+    out: Path,
+    tasks: list[str],
+    settings: dict[str, Any],
+    library: str,
+    force: bool,
+    workers: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """Build the tasks OUT lacks (all of ``tasks`` with ``force``) and install them."""
+    manifest = _read_manifest(out)
+    have = _complete_tasks(out, manifest) if _same_settings(manifest, settings) else []
+    todo = tasks if force else [t for t in tasks if t not in have]
+    if not todo:
+        return {**manifest, "cached": True}
+    if out.is_dir() and not out.is_symlink():
+        with _Locked(out):  # not while another builder installs
+            _check_out(out, settings, force)
+    else:
+        _check_out(out, settings, force)
 
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = out.parent / f"{out.name}.tmp-{tag}"
@@ -455,15 +579,15 @@ def make_datasets(
         ) from None
     try:
         try:
-            manifest = _build(
-                tmp, tasks, size, seed, settings, engine.library.origin, workers, progress
-            )
+            built = _build(tmp, todo, settings["size"], settings["seed"], workers, progress)
+            manifest = _install(tmp, out, built, settings, library, force)
         except OSError as exc:
-            raise RewardkitError(f"writing {tmp} failed: {exc}") from None
-        _swap(tmp, out, out.parent / f"{out.name}.old-{tag}")
+            from rewardkit.textio import os_error
+
+            raise os_error(exc, out, "write the data set into") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {**manifest, "out": str(out), "cached": False, "seconds": time.perf_counter() - start}
+    return {**manifest, "cached": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +604,8 @@ def data_group() -> None:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Output folder [default: <rewardkit cache>/speech_data].",
+    help="Output folder [default: the cache, <rewardkit cache>/speech_data/<task>-<size>-"
+    "seed<seed>-<hash>, one folder per task and settings].",
 )
 @click.option(
     "--size",
@@ -497,7 +622,11 @@ def data_group() -> None:
     show_default=True,
     help="Speech translation, spoken QA, or both.",
 )
-@click.option("--force", is_flag=True, help="Rebuild even if OUT already holds this set.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rebuild even if OUT already holds this set, or replace a set of other settings.",
+)
 @click.option(
     "-j",
     "--workers",
@@ -544,4 +673,5 @@ def make_command(
             f"{hours:.2f} h of audio"
         )
     verb = "up to date" if summary["cached"] else f"written in {summary['seconds']:.1f} s"
-    click.echo(f"{summary['out']}: {verb}")
+    where = [summary["out"]] if out is not None else list(summary["folders"].values())
+    click.echo("\n".join(f"{folder}: {verb}" for folder in where))
