@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import rewardkit
+from rewardkit.checks import looks_local
 from rewardkit.errors import RewardError
 from rewardkit.wheels import WheelAsset, cache_dir, fetch
 
@@ -392,7 +393,7 @@ def _resolve_model(model: str) -> str:
                 "MODEL/hparams.yaml beside MODEL/checkpoints/model.ckpt"
             )
         return str(path.resolve())
-    if model.endswith(".ckpt") or model.startswith(("/", ".", "~")) or model.count("/") > 1:
+    if model.endswith(".ckpt") or looks_local(model):  # never sent to the hub
         raise ValueError(f"model={model}: no such checkpoint file")
     return model  # a hub name such as Unbabel/wmt22-comet-da (needs network access)
 

@@ -474,4 +474,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    for plugin in registry.plugins.values():  # a broken third-party plugin: said, not fatal
+        if plugin.status == "error" and plugin.origin == "entry point":
+            click.echo(
+                f"warning: plugin '{plugin.name}' is broken and was skipped: {plugin.error}; "
+                f"`--disable-plugin {plugin.name}` silences this",
+                err=True,
+            )
     build_cli(registry).main(args=argv, prog_name="rewardkit")

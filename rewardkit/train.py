@@ -66,6 +66,7 @@ from typing import Any, Literal
 
 import click
 
+from rewardkit.checks import check_finite
 from rewardkit.distributed import launcher_environment
 from rewardkit.errors import RewardkitError
 
@@ -159,6 +160,15 @@ class TrainConfig:
     tensorboard: bool | None = None
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every value in range, checked when the config is made (from options, a config file
+        or a resumed run's config.json), before any work; a one-line error names the option."""
+        for f in fields(self):  # nan and inf parse as floats; none of these means anything then
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                check_finite(_option_name(f), value)
         checks = [
             (self.algo in ALGOS, f"--algo must be one of {', '.join(ALGOS)}"),
             (self.off_policy in OFF_POLICY, f"--off-policy must be one of {', '.join(OFF_POLICY)}"),
@@ -190,6 +200,21 @@ class TrainConfig:
              f"--off-policy-k must be between 1 and group size - 1 ({self.group_size - 1}), "
              f"got {self.off_policy_k}"),
             (self.lora_r >= 0, "--lora-r must be >= 0"),
+            (self.lora_alpha >= 1, f"--lora-alpha must be >= 1, got {self.lora_alpha}"),
+            (self.max_grad_norm >= 0,
+             f"--max-grad-norm must be >= 0 (0: no clipping), got {self.max_grad_norm}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.epsilon_low < 1, f"--epsilon-low must be in [0, 1), got {self.epsilon_low}"),
+            (self.epsilon_high >= 0, f"--epsilon-high must be >= 0, got {self.epsilon_high}"),
+            (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
+            (self.data_size >= 10,
+             f"--data-size must be >= 10 (dev and test get a tenth each), got {self.data_size}"),
+            (self.log_samples >= 0, f"--log-samples must be >= 0, got {self.log_samples}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.off_policy == "reference" or self.off_policy_k == 1,
+             "--off-policy-k needs --off-policy reference"),
+            (self.save or self.save_interval == 0,
+             "--save-interval needs checkpoints; drop it or --no-save"),
             (self.zero_stage in (None, 0, 1, 2, 3), "--zero-stage must be 0, 1, 2 or 3"),
             (self.backend == "deepspeed" or (self.zero_stage is None and not self.fp16 and
              self.deepspeed_config is None and not self.offload_optimizer and
@@ -288,6 +313,10 @@ def load_config(path: Path | str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RewardkitError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RewardkitError(
+            f"config file {path} is not valid UTF-8 (byte offset {exc.start}); save it as UTF-8"
+        ) from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
