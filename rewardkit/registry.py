@@ -146,6 +146,19 @@ class Registry:
             convert_options(self.get("reward", part.name), part.options)
         return parts
 
+    def check_from_file(self, spec: str, where: str) -> None:
+        """A spec read from a file (a config file, a resumed run's config) must not set an
+        option that runs a program (``Reward.command_line_only``, e.g. comet:env=DIR)."""
+        for part in self.check_spec(spec):
+            cls = self.get("reward", part.name)
+            for key in part.options:
+                if key in getattr(cls, "command_line_only", ()):
+                    raise RegistryError(
+                        f"{where}: reward option {part.name}:{key}= runs a program, so it is "
+                        f"taken from the command line (--reward) or an environment variable "
+                        f"only, never from a file; remove it from {where}"
+                    )
+
     # --- registration ---
 
     def _add(self, kind: str, obj: Any, plugin: str, name: str | None = None) -> None:

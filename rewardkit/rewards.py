@@ -92,6 +92,9 @@ class Reward(Configurable, ABC):
     #: ("en",)); None when it covers any language or nobody knows. ``rewardkit bench`` warns when
     #: the data's language is not among them.
     languages: tuple[str, ...] | None = None
+    #: Options that make rewardkit run a program (comet's env=DIR runs DIR/bin/python): taken
+    #: from the command line only, never from a config file or a resumed run's config.
+    command_line_only: ClassVar[tuple[str, ...]] = ()
     #: Set by the registry: the plugin that registered the reward, and the spec it was built from.
     plugin: str = "?"
     spec: str = ""

@@ -1250,8 +1250,12 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
             raise RewardkitError(f"cannot resume {resume}: it is not a run directory (no config)")
         # a key the stored config lacks is what that run did before the option existed
         layers.append({**LEGACY_DEFAULTS, **json.loads(stored.read_text(encoding="utf-8"))})
+        if "reward" not in given and layers[-1].get("reward") and registry is not None:
+            registry.check_from_file(str(layers[-1]["reward"]), str(stored))
     if config_file is not None:
         layers.append(load_config(config_file))
+        if "reward" in layers[-1] and "reward" not in given and registry is not None:
+            registry.check_from_file(layers[-1]["reward"], str(config_file))
     layers.append(given)
     cfg = make_config(*layers)
     try:
