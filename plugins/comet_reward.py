@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -109,12 +110,20 @@ def _creation_steps(build: Path, base_python: str) -> list[tuple[str, list[str]]
     """The commands that build the environment in ``build``: (label, argv) in order."""
     python = str(env_python(build))
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-    locked = ["--require-hashes", "--only-binary", ":all:", "--no-deps", "-r", str(LOCK_FILE)]
+    locked = ["--require-hashes", "--only-binary", ":all:", "--no-deps", "-r"]
+    # torch first, on its own, from the lock's torch entry: only it needs the CPU index
+    text = LOCK_FILE.read_text(encoding="utf-8")
+    torch_lock = build / "rewardkit-torch-lock.txt"
+    torch_lock.write_text(re.search(r"^torch==.*\n(    --hash.*\n)+", text, re.M).group(0))
     return [
         ("create a virtual environment", [base_python, "-m", "venv", str(build)]),
         (
+            "pip install torch (the CPU build, hash checked)",
+            [*pip, "--extra-index-url", TORCH_CPU_INDEX, *locked, str(torch_lock)],
+        ),
+        (
             f"pip install the lock ({len(REQUIREMENTS)} packages, hashes checked)",
-            [*pip, "--extra-index-url", TORCH_CPU_INDEX, *locked],
+            [*pip, *locked, str(LOCK_FILE)],
         ),
         ("check that COMET imports", [python, "-I", "-c", "import comet.models"]),
     ]

@@ -340,7 +340,11 @@ def load_config(path: Path | str) -> dict[str, Any]:
         raise RewardkitError(f"config file {path} must hold a table of settings")
     if set(data) == {"train"} and isinstance(data["train"], dict):
         data = data["train"]
-    return config_from_mapping(data, where=str(path))
+    values = config_from_mapping(data, where=str(path))
+    for key, value in values.items():  # TOML's nan/inf, YAML's .nan/.inf: name the file
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RewardkitError(f"{path}: {key} = {value} is not a finite number")
+    return values
 
 
 def make_config(*layers: Mapping[str, Any]) -> TrainConfig:

@@ -226,15 +226,19 @@ def test_the_lock_pins_and_hashes_every_package():
 
 
 def test_the_environment_installs_only_the_hashed_lock(tmp_path):
-    steps = comet_reward._creation_steps(tmp_path / "env", sys.executable)
+    steps = comet_reward._creation_steps(tmp_path, sys.executable)
     installs = [argv for _, argv in steps if "install" in argv]
-    assert len(installs) == 1
-    argv = installs[0]
-    for flag in ("--require-hashes", "--no-deps", "-r"):
-        assert flag in argv
-    assert argv[argv.index("--only-binary") + 1] == ":all:"
-    assert argv[argv.index("-r") + 1] == str(comet_reward.LOCK_FILE)
-    assert not [a for a in argv if "==" in a]  # nothing outside the lock
+    assert len(installs) == 2  # torch (with the CPU index), then the whole lock
+    for argv in installs:
+        for flag in ("--require-hashes", "--no-deps", "-r"):
+            assert flag in argv
+        assert argv[argv.index("--only-binary") + 1] == ":all:"
+        assert not [a for a in argv if "==" in a]  # nothing outside the lock
+    torch_lock = Path(installs[0][installs[0].index("-r") + 1]).read_text()
+    assert torch_lock.startswith("torch==2.13.0+cpu \\\n    --hash=sha256:")
+    assert torch_lock in comet_reward.LOCK_FILE.read_text()
+    assert installs[1][installs[1].index("-r") + 1] == str(comet_reward.LOCK_FILE)
+    assert "--extra-index-url" not in installs[1]
 
 
 def test_comet_processes_do_not_inherit_code_running_variables(monkeypatch):
