@@ -295,10 +295,10 @@ def load_registry(
                 PluginStatus(ep.name, "entry point", dist and dist.name, dist and dist.version),
                 ep.load,
             )
-            if statuses.get(ep.name) and statuses[ep.name].status == "error":
-                value = getattr(ep, "value", None)  # name the entry point: NAME = module:attr
-                if value and value not in (statuses[ep.name].error or ""):
-                    statuses[ep.name].error += f" (entry point {ep.name} = {value})"
+            status = statuses.get(ep.name)
+            value = getattr(ep, "value", None)  # name the entry point: NAME = module:attr
+            if status is not None and status.status == "error" and value:
+                status.error = f"{status.error} (entry point {ep.name} = {value})"
 
     _check_pending(pm, statuses)
     registry = Registry(pm, statuses)
