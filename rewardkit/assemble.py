@@ -454,7 +454,9 @@ def model_group() -> None:
     show_default=True,
     help="Which wheel Whisper --from-wheels uses.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Projector init seed.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Projector init seed."
+)
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def assemble_command(**options: Any) -> None:

@@ -406,7 +406,7 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
     type=click.IntRange(min=10),
     help="Bootstrap resamples for confidence intervals (with --human).",
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--output-dir",
     "-o",

