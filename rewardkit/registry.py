@@ -119,12 +119,12 @@ class Registry:
             plugin = self._entries["reward"][part.name].plugin
             try:
                 reward = build_reward(self.get("reward", part.name), part.options)
-            except RewardkitError:
+            except (RewardkitError, KeyboardInterrupt):
                 raise
-            except Exception as exc:  # the plugin's own failure: say whose
+            except BaseException as exc:  # the plugin's own failure, sys.exit() too: say whose
                 raise RewardError(
-                    f"reward '{part.name}' (plugin '{plugin}') failed to start: "
-                    f"{type(exc).__name__}: {exc}; see `rewardkit plugins`, or use another reward"
+                    f"reward '{part.name}' (plugin '{plugin}') failed to start: {_failure(exc)}; "
+                    "see `rewardkit plugins`, or use another reward"
                 ) from exc
             reward.plugin = plugin
             reward.spec = part.label

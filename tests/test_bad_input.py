@@ -442,6 +442,13 @@ SCORE = [
         {**HYP, **REF, "s.txt": "x\n"},
     ),
     Case(
+        "score --hyp h.txt --ref r.txt --src s.txt -r comet",
+        2,
+        "env=./noenv: no bin/python there",
+        {**HYP, **REF, "s.txt": "x\n"},
+        {"REWARDKIT_COMET_ENV": "./noenv"},
+    ),
+    Case(
         "score --hyp h.txt --ref r.txt --src s.txt -r comet:env=./noenv",
         2,
         "no bin/python there",
@@ -515,10 +522,20 @@ class _Boom(rewardkit.Reward):
         raise AssertionError
 
 
+class _Quit(_Boom):
+    """Calls sys.exit() when built."""
+
+    name = "quit"
+
+    def __init__(self) -> None:
+        raise SystemExit(4)
+
+
 class _BoomPlugin:
     @rewardkit.hookimpl
     def register_rewards(self, register):
         register(_Boom)
+        register(_Quit)
 
 
 class _EntryPoint:
@@ -530,10 +547,27 @@ class _EntryPoint:
         raise self._exc
 
 
-def test_a_reward_that_raises_in_init_is_named(tmp_path, monkeypatch):
+PLUGIN_REWARDS = [
+    Case("score --sample -r boom", 2, "reward 'boom' (plugin 'boomer') failed to start: Runtime"),
+    Case("score --sample -r chrf,quit", 2, "reward 'quit' (plugin 'boomer') failed to start: Sys"),
+    Case("train --reward boom --task nosuch", 2, "unknown task 'nosuch'"),  # names before building
+]
+
+
+@table(PLUGIN_REWARDS)
+def test_a_reward_that_raises_in_init_is_named(tmp_path, monkeypatch, case):
     registry = rewardkit.load_registry(entry_points=False, plugins={"boomer": _BoomPlugin()})
-    case = Case("score --sample -r boom", 2, "reward 'boom' (plugin 'boomer') failed to start")
     check(registry, tmp_path, monkeypatch, case)
+
+
+def test_non_finite_decoded_or_embedded_audio_is_found_when_its_header_is_read():
+    from rewardkit.audio import AudioError, audio_info
+
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        audio_info((np.array(NAN, dtype=np.float32), 16_000), where="row 3")
+    with pytest.raises(AudioError, match=r"row 4: embedded audio .* NaN or infinite"):
+        audio_info(wav(NAN), where="row 4")
+    assert audio_info(wav(GOOD, "PCM_16")).frames == 1600  # integer audio: the header only
 
 
 @pytest.mark.parametrize("exc", [SystemExit(3), SystemExit("bye"), GeneratorExit()], ids=repr)
