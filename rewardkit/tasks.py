@@ -276,11 +276,14 @@ class Row:
 
 
 def _looks_like_path(source: str) -> bool:
-    return (
-        source.startswith(("/", ".", "~"))
-        or "\\" in source
-        or source.count("/") > 1
-        or Path(source).suffix.lower() in (".jsonl", ".json", ".tsv", ".parquet")
+    """A local path (never sent to the hub): see :func:`rewardkit.checks.looks_local`."""
+    from rewardkit.checks import looks_local
+
+    return looks_local(source) or Path(source).suffix.lower() in (
+        ".jsonl",
+        ".json",
+        ".tsv",
+        ".parquet",
     )
 
 

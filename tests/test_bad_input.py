@@ -596,3 +596,16 @@ def test_keyboard_interrupt_in_a_plugin_still_stops(monkeypatch):
     )
     with pytest.raises(KeyboardInterrupt):
         rewardkit.load_registry()
+
+
+@pytest.mark.parametrize(
+    "source", ["runs/none", "./none", "../none", "/no/such", "~/no-such", "a/b/c"]
+)
+def test_a_local_looking_data_source_is_never_a_hub_name(tmp_path, monkeypatch, source):
+    from rewardkit.tasks import DataError, resolve_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(DataError, match="does not exist; check the path"):
+        resolve_source(source, "train")
+    assert resolve_source("owner/name", "train").kind == "hub"  # owner is no local directory
