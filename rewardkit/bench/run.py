@@ -124,8 +124,8 @@ def load_items(path: Path) -> list[Item]:
                 f"{path}:{n} lacks {', '.join(missing)}; each row needs id and reference "
                 f"(source and lang are optional)"
             )
-        _check_types(path, n, row, {"id": (str, int), "reference": str, "source": str,
-                                    "lang": str})  # fmt: skip
+        types = {"id": (str, int), "reference": str, "source": str, "lang": str}
+        _check_types(path, n, row, types)
         lang = str(row.get("lang") or "de")
         items.append(Item(str(row["id"]), row["reference"], row.get("source") or None, lang))
     if len({i.id for i in items}) != len(items):
@@ -149,8 +149,13 @@ def load_human(path: Path, items: Sequence[Item], aggregate: str | None = None) 
         missing = [c for c in ("id", "system", "hypothesis", "score") if c not in row]
         if missing:
             raise RewardkitError(f"{path}:{n} lacks {', '.join(missing)}")
-        _check_types(path, n, row, {"id": (str, int), "system": (str, int), "hypothesis": str,
-                                    "score": (int, float, str)})  # fmt: skip
+        types = {
+            "id": (str, int),
+            "system": (str, int),
+            "hypothesis": str,
+            "score": (int, float, str),
+        }
+        _check_types(path, n, row, types)
         if str(row["id"]) not in known:
             raise RewardkitError(
                 f"{path}:{n} scores item {row['id']!r}, which is not in the data; "
