@@ -82,6 +82,7 @@ from rewardkit.backends.families import (
     family_named,
     family_of,
 )
+from rewardkit.checks import looks_local
 from rewardkit.errors import NonFiniteError
 from rewardkit.policy import (
     Completions,
@@ -173,8 +174,12 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
         return _load_pretrained(str(path))
     if path.exists():
         raise BackendError(f"model path {str(path)!r} is a file, not a model directory")
-    looks_like_path = spec.model.startswith((".", "/", "~")) or os.sep in spec.model.strip("/")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec.model) and not spec.model.startswith("."):
+    if looks_local(spec.model):  # a mistyped path is never sent to the hub (no retries)
+        raise BackendError(
+            f"model directory {spec.model!r} does not exist (a local path is never looked up on "
+            "a model hub); check the path"
+        )
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec.model):
         try:  # a hub id, where a hub is reachable: the same code path as a local directory
             return _load_pretrained(spec.model)
         except BackendError:
@@ -185,8 +190,6 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
                 f"cannot load model {spec.model!r}: no such local directory, and as a hub id: "
                 f"{first}"
             ) from exc
-    if looks_like_path:
-        raise BackendError(f"model directory {spec.model!r} does not exist")
     raise BackendError(
         f"unknown model {spec.model!r}: not a named spec and no such directory; named specs: "
         f"{', '.join(sorted([*tiny.TINY_SPECS, *bundled]))}"

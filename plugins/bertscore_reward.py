@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import rewardkit
+from rewardkit.checks import looks_local
 from rewardkit.wheels import WheelAsset, fetch
 
 INSTALL_HINT = "pip install 'rewardkit[bertscore]'"
@@ -205,8 +206,7 @@ class BertScore(rewardkit.Reward):
         path = Path(model).expanduser()
         if path.exists():
             return str(path)
-        looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-        if looks_like_path:
+        if looks_local(model):  # never sent to the hub
             raise ValueError(f"model path {model!r} does not exist")
         return model  # a hub id, as bert-score accepts
 

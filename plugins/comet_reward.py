@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -34,24 +35,36 @@ from pathlib import Path
 from typing import Any, Literal
 
 import rewardkit
+from rewardkit.checks import looks_local
 from rewardkit.errors import RewardError
 from rewardkit.wheels import WheelAsset, cache_dir, fetch
 
-#: The COMET environment's requirements, installed in this order: torch first (alone, so that pip
-#: keeps the CPU build where the index offers one), then COMET with the pins it needs beside it.
-#: unbabel-comet 2.2.7 needs transformers<5, numpy<2, huggingface-hub<1, and setuptools<81 for
-#: pkg_resources at run time; the exact versions are the set verified together (Python 3.10-3.12).
-REQUIREMENTS: tuple[str, ...] = (
-    "torch==2.13.0",
-    "unbabel-comet==2.2.7",
-    "transformers==4.57.6",
-    "huggingface-hub==0.36.2",
-    "numpy==1.26.4",
-    "setuptools==80.10.2",
-    "pytorch-lightning==2.6.6",
-)
+#: The COMET environment, locked: every package pinned with its sha256 (``comet-lock.txt`` beside
+#: this file), installed with ``--require-hashes --only-binary :all: --no-deps``, so nothing is
+#: resolved or built at install time. unbabel-comet 2.2.7 needs transformers<5, numpy<2,
+#: huggingface-hub<1, and setuptools<81 for pkg_resources at run time. The lock was resolved for
+#: CPython 3.11 on Linux x86_64 with the CPU build of torch (regenerate it with
+#: ``python tools/comet_lock.py``); elsewhere pass an environment of your own with
+#: $REWARDKIT_COMET_ENV.
+LOCK_FILE = Path(__file__).with_name("comet-lock.txt")
+#: The extra index the CPU build of torch comes from (the lock's hash pins the file itself).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _lock_requirements() -> tuple[str, ...]:
+    """``name==version`` of every package in the lock, in order."""
+    lines = LOCK_FILE.read_text(encoding="utf-8").splitlines()
+    return tuple(line.split()[0] for line in lines if line and not line.startswith((" ", "#")))
+
+
+REQUIREMENTS: tuple[str, ...] = _lock_requirements()
 COMET_VERSION = "2.2.7"
 DEFAULT_MODEL = "Unbabel/wmt22-comet-da"
+#: The hub commit of DEFAULT_MODEL that is loaded (a moved branch cannot change the model).
+DEFAULT_REVISION = "2760a223ac957f30acfb18c8aa649b01cf1d75f2"
+#: An existing COMET environment to use instead of rewardkit's own (it runs ENV/bin/python, so
+#: it is taken from here or the command line's comet:env=, never from a config file).
+ENV_VARIABLE = "REWARDKIT_COMET_ENV"
 WORKER_SCRIPT = Path(__file__).with_name("comet_worker.py")
 MARKER = ".rewardkit-env.json"  # written last: an environment without it is never used
 CREATE_HINT = "rewardkit env comet --create"
@@ -69,9 +82,10 @@ TEST_MODEL_RECIPE = 1  # bump when comet_worker.py's `build` changes
 # --- the environment ----------------------------------------------------------------------------
 
 
-def env_key(requirements: Sequence[str] = REQUIREMENTS) -> str:
-    """Short hash of the pinned requirements and the Python version the environment runs."""
-    text = "\n".join([f"python{sys.version_info[0]}.{sys.version_info[1]}", *requirements])
+def env_key(requirements: Sequence[str] | None = None) -> str:
+    """Short hash of the lock (or the given requirements) and the Python version."""
+    lines = requirements or LOCK_FILE.read_text(encoding="utf-8").splitlines()
+    text = "\n".join([f"python{sys.version_info[0]}.{sys.version_info[1]}", *lines])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -96,18 +110,50 @@ def _creation_steps(build: Path, base_python: str) -> list[tuple[str, list[str]]
     """The commands that build the environment in ``build``: (label, argv) in order."""
     python = str(env_python(build))
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    locked = ["--require-hashes", "--only-binary", ":all:", "--no-deps", "-r"]
+    # torch first, on its own, from the lock's torch entry: only it needs the CPU index
+    text = LOCK_FILE.read_text(encoding="utf-8")
+    torch_lock = build / "rewardkit-torch-lock.txt"
+    torch_lock.write_text(re.search(r"^torch==.*\n(    --hash.*\n)+", text, re.M).group(0))
     return [
         ("create a virtual environment", [base_python, "-m", "venv", str(build)]),
-        (f"pip install {REQUIREMENTS[0]}", [*pip, REQUIREMENTS[0]]),
-        (f"pip install unbabel-comet=={COMET_VERSION} and pins", [*pip, *REQUIREMENTS]),
+        (
+            "pip install torch (the CPU build, hash checked)",
+            [*pip, "--extra-index-url", TORCH_CPU_INDEX, *locked, str(torch_lock)],
+        ),
+        (
+            f"pip install the lock ({len(REQUIREMENTS)} packages, hashes checked)",
+            [*pip, *locked, str(LOCK_FILE)],
+        ),
         ("check that COMET imports", [python, "-I", "-c", "import comet.models"]),
     ]
 
 
+#: Variables the COMET processes never inherit: torch's switch that makes checkpoint loading run
+#: pickled code, the dynamic loader's injection hooks, pip's redirections of an install (every
+#: PYTHON* variable is dropped too, and python runs with -I).
+UNSAFE_VARIABLES = frozenset({
+    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
+    "LD_PRELOAD",
+    "LD_AUDIT",
+    "DYLD_INSERT_LIBRARIES",
+    "PIP_USER",
+    "PIP_TARGET",
+    "PIP_PREFIX",
+    "PIP_ROOT",
+    "PIP_CONSTRAINT",
+    "PIP_REQUIREMENT",
+    "PIP_NO_BINARY",
+})  # fmt: skip
+
+
 def _clean_environ() -> dict[str, str]:
-    """This process's environment without what would make another Python import our packages."""
+    """This process's environment without what could turn loading a checkpoint into running
+    code or make another Python import someone else's modules (:data:`UNSAFE_VARIABLES`)."""
     return {
-        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PIP_USER")
+        k: v
+        for k, v in os.environ.items()
+        if k not in UNSAFE_VARIABLES and not k.startswith("PYTHON")
     }
 
 
@@ -193,6 +239,7 @@ def _build_env(target: Path, *, quiet: bool) -> None:
         seconds = time.perf_counter() - started
         info = {
             "requirements": list(REQUIREMENTS),
+            "lock_sha256": hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest(),
             "python": sys.version.split()[0],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seconds": round(seconds, 1),
@@ -392,7 +439,7 @@ def _resolve_model(model: str) -> str:
                 "MODEL/hparams.yaml beside MODEL/checkpoints/model.ckpt"
             )
         return str(path.resolve())
-    if model.endswith(".ckpt") or model.startswith(("/", ".", "~")) or model.count("/") > 1:
+    if model.endswith(".ckpt") or looks_local(model):  # never sent to the hub
         raise ValueError(f"model={model}: no such checkpoint file")
     return model  # a hub name such as Unbabel/wmt22-comet-da (needs network access)
 
@@ -407,7 +454,10 @@ class Comet(rewardkit.Reward):
     COMET checkpoint: MODEL/checkpoints/model.ckpt with MODEL/hparams.yaml, or the MODEL folder),
     batch_size (32, texts per encoder batch), device (cpu or cuda), timeout (600: seconds to wait
     for one step's scores; loading the model may take up to max(timeout, 900) s), env (an
-    existing COMET environment; default: rewardkit's own, built on first use).
+    existing COMET environment, whose bin/python runs: from the command line or
+    $REWARDKIT_COMET_ENV only, never from a config file; default: rewardkit's own, built on
+    first use from a hash-checked lock), revision (the hub commit of a hub model; the default
+    model's is pinned).
     Every group needs its source text (``Group.source``, ``rewardkit score --src``). Several
     references: the best score; reference-free (QE) models ignore references. COMET runs in a
     separate environment, in a worker process started on the first step and restarted once per
@@ -416,12 +466,16 @@ class Comet(rewardkit.Reward):
 
     name = "comet"
     range = (float("-inf"), float("inf"))
+    command_line_only = ("env",)  # it runs ENV/bin/python
 
     @classmethod
     def unavailable(cls) -> str | None:
         """Usable with default options only when the environment exists and the default model
         is in the local Hugging Face cache (the hub may be unreachable)."""
-        if not env_ready(default_env_path()):
+        own = os.environ.get(ENV_VARIABLE)
+        if own and not env_python(Path(own).expanduser()).exists():
+            return f"${ENV_VARIABLE}={own} has no bin/python"
+        if not own and not env_ready(default_env_path()):
             return f"its environment does not exist yet ({CREATE_HINT})"
         home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
         hub = Path(os.environ.get("HF_HUB_CACHE", home / "hub"))
@@ -436,6 +490,7 @@ class Comet(rewardkit.Reward):
         device: Literal["cpu", "cuda"] = "cpu",
         timeout: float = 600.0,
         env: str | None = None,
+        revision: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -445,6 +500,8 @@ class Comet(rewardkit.Reward):
         self.batch_size = batch_size
         self.device = device
         self.timeout = float(timeout)
+        self.revision = revision or (DEFAULT_REVISION if model == DEFAULT_MODEL else None)
+        env = env or os.environ.get(ENV_VARIABLE) or None
         self.env = Path(env).expanduser() if env else None
         if self.env is not None and not env_python(self.env).exists():
             raise ValueError(
@@ -467,6 +524,7 @@ class Comet(rewardkit.Reward):
                 {
                     "op": "load",
                     "model": self.model,
+                    "revision": self.revision,
                     "device": self.device,
                     "batch_size": self.batch_size,
                 },

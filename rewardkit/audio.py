@@ -99,13 +99,16 @@ def _open_arg(src: AudioInput) -> str | io.BytesIO:
 
 
 def audio_info(src: AudioInput, *, where: str | None = None) -> AudioInfo:
-    """Read only the header (cheap). Raises :class:`AudioError` for missing, unsupported or
-    unreadable audio and for audio without samples."""
+    """Read the header (cheap). Float audio, which alone can hold NaN or inf, is also read and
+    checked, so a bad row is found when the data loads, not when it is drawn. Raises
+    :class:`AudioError` for missing, unsupported, unreadable or non-finite audio and for audio
+    without samples."""
     if isinstance(src, tuple):
         samples, rate = src
         samples = np.asarray(samples)
         channels = 1 if samples.ndim == 1 else samples.shape[1]
         info = AudioInfo(int(rate), channels, samples.shape[0])
+        _check_finite(samples, src, where)
     else:
         import soundfile
 
@@ -116,12 +119,23 @@ def audio_info(src: AudioInput, *, where: str | None = None) -> AudioInfo:
         except Exception as exc:  # libsndfile's errors, RuntimeError, EOFError...
             raise _corrupt(src, where, exc) from exc
         info = AudioInfo(int(raw.samplerate), int(raw.channels), int(raw.frames))
+        if raw.subtype in ("FLOAT", "DOUBLE") and raw.frames > 0:  # only floats hold NaN/inf
+            try:
+                samples, _ = soundfile.read(_open_arg(src), dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise _corrupt(src, where, exc) from exc
+            _check_finite(samples, src, where)
     if info.frames <= 0 or info.sampling_rate <= 0:
         raise AudioError(
             f"{_describe(src, where)} has no samples; replace it or remove the row",
             "corrupt_audio",
         )
     return info
+
+
+def _check_finite(samples: np.ndarray, src: AudioInput, where: str | None) -> None:
+    if samples.dtype.kind == "f" and not np.all(np.isfinite(samples)):
+        raise _corrupt(src, where, ValueError("samples are NaN or infinite"))
 
 
 def check_duration(
@@ -190,8 +204,7 @@ def load_audio(
             f"{_describe(src, where)} has no samples; replace it or remove the row",
             "corrupt_audio",
         )
-    if not np.all(np.isfinite(samples)):
-        raise _corrupt(src, where, ValueError("samples are NaN or infinite"))
+    _check_finite(samples, src, where)
     check_duration(samples.shape[0] / rate, max_duration, src, where)
     mono = to_mono(samples)
     return resample(mono, rate, sampling_rate) if sampling_rate else mono

@@ -245,6 +245,10 @@ def score_command(
     Per-completion scores go to --output (TSV or JSONL); the corpus score of each component
     (sacrebleu BLEU/chrF/TER with their signatures, else the mean) goes to stderr.
     """
+    if sample and (hyp is not None or refs or src is not None):
+        raise RewardkitError(
+            "--sample scores the embedded sample; drop --hyp/--ref/--src (or drop --sample)"
+        )
     if sample:
         hyp, refs, src, group_size = (
             SAMPLE_DIR / "hyp.txt",
@@ -262,11 +266,24 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
     from rewardkit.textio import read_lines, write_text
 
     registry.check_spec(config.reward)  # a typo fails before files are read or models load
+    if config.output != "-":  # a bad --output fails before the work, not after it
+        target = Path(config.output)
+        if target.is_dir():
+            raise RewardkitError(f"--output {target} is a directory; give a file name")
+        if not target.parent.is_dir():
+            raise RewardkitError(
+                f"--output {target}: directory {target.parent} does not exist; create it first"
+            )
     hyps = read_lines(config.hyp)
     ref_columns = [read_lines(path) for path in config.refs]
     src = read_lines(config.src) if config.src else None
     n_groups = len(ref_columns[0])
     g = config.group_size
+    if not hyps and not n_groups:
+        raise RewardkitError(
+            f"{config.hyp} and {config.refs[0]} are empty; give at least one completion and "
+            "its reference"
+        )
     for path, column in zip(config.refs[1:], ref_columns[1:]):
         if len(column) != n_groups:
             raise RewardkitError(
@@ -310,16 +327,18 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
                 lines.append(
                     json.dumps({"group": i, "completion": j, "reward": value, "components": parts})
                 )
-    write_text(config.output, "\n".join(lines) + "\n")
-
     flat_refs = [g.references for g in groups for _ in g.completions]
     parts = reward.parts if isinstance(reward, WeightedSum) else [(reward.name, 1.0, reward)]
+    summary = []  # computed before anything is written: an error leaves no partial output
     for label, _, component in parts:
         corpus = component.corpus_score(hyps, flat_refs)
         values = [v for row in out.components[label] for v in row]
         mean = sum(values) / len(values) if values else 0.0
         text = corpus.format() if corpus else f"mean {mean:.4f} (no corpus-level score)"
-        click.echo(f"{label}: {text}", err=True)
+        summary.append(f"{label}: {text}")
+    write_text(config.output, "\n".join(lines) + "\n")
+    for line in summary:
+        click.echo(line, err=True)
     total = [v for row in out.scores for v in row]
     click.echo(
         f"reward: mean {sum(total) / max(len(total), 1):.4f} over {len(total)} completions "
@@ -387,7 +406,7 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
     type=click.IntRange(min=10),
     help="Bootstrap resamples for confidence intervals (with --human).",
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--output-dir",
     "-o",
@@ -478,4 +497,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    for plugin in registry.plugins.values():  # a broken third-party plugin: said, not fatal
+        if plugin.status == "error" and plugin.origin == "entry point":
+            click.echo(
+                f"warning: plugin '{plugin.name}' is broken and was skipped: {plugin.error}; "
+                f"`--disable-plugin {plugin.name}` silences this",
+                err=True,
+            )
     build_cli(registry).main(args=argv, prog_name="rewardkit")

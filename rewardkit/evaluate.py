@@ -86,8 +86,14 @@ class EvalConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        from rewardkit.checks import check_finite
+
+        check_finite("--temperature", self.temperature)
+        check_finite("--top-p", self.top_p)
         checks = [
+            (bool(self.model.strip()), "--model is empty; give a run directory or a model"),
             (self.runs >= 1, f"--runs must be >= 1, got {self.runs}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (not (self.greedy and self.runs > 1),
              "--greedy is one deterministic run; drop --runs (or sample instead of --greedy)"),
             (self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"),
@@ -121,6 +127,7 @@ class ModelSource:
 
 def resolve_model(spec: str) -> ModelSource:
     """Work out what ``--model`` names (see the module docstring)."""
+    from rewardkit.checks import looks_local
     from rewardkit.rundir import CHECKPOINTS_DIR, CONFIG_FILE, RunDir
 
     path = Path(spec).expanduser()
@@ -153,8 +160,11 @@ def resolve_model(spec: str) -> ModelSource:
         return ModelSource(spec, "model")
     if path.exists():
         raise RewardkitError(f"--model {spec} is a file, not a run, checkpoint or model directory")
-    if spec.startswith((".", "/", "~")) or (os.sep in spec and spec.count("/") != 1):
-        raise RewardkitError(f"--model {spec} does not exist (no such run, checkpoint or model)")
+    if looks_local(spec):  # never sent to a hub: a typo must not wait on network retries
+        raise RewardkitError(
+            f"--model {spec} does not exist (no such run, checkpoint or model directory; a local "
+            "path is never looked up on a model hub)"
+        )
     return ModelSource(spec, "model")  # a named spec or a hub id: the backend checks it
 
 

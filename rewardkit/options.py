@@ -8,6 +8,7 @@ spec's string values are checked and converted to those types before the class i
 from __future__ import annotations
 
 import inspect
+import math
 import types
 import typing
 from typing import Any, ClassVar, Literal
@@ -74,7 +75,10 @@ def _convert(where: str, text: str, hint: Any, error: type[RewardkitError]) -> A
         raise error(f"{where}: expected true or false")
     if hint in (int, float):
         try:
-            return hint(text)
+            value = hint(text)
         except ValueError:
             raise error(f"{where}: expected {hint.__name__}") from None
+        if not math.isfinite(value):
+            raise error(f"{where}: expected a finite number")
+        return value
     return text

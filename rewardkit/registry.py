@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from rewardkit import hookspecs
-from rewardkit.errors import RegistryError
+from rewardkit.errors import RegistryError, RewardError, RewardkitError
 from rewardkit.options import convert_options
 from rewardkit.rewards import (
     NAME_PATTERN,
@@ -116,8 +116,17 @@ class Registry:
         """Build a reward, or a weighted sum of rewards, from a spec like ``bleu=0.7,chrf=0.3``."""
         built = []
         for part in self.check_spec(spec):
-            reward = build_reward(self.get("reward", part.name), part.options)
-            reward.plugin = self._entries["reward"][part.name].plugin
+            plugin = self._entries["reward"][part.name].plugin
+            try:
+                reward = build_reward(self.get("reward", part.name), part.options)
+            except (RewardkitError, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # the plugin's own failure, sys.exit() too: say whose
+                raise RewardError(
+                    f"reward '{part.name}' (plugin '{plugin}') failed to start: {_failure(exc)}; "
+                    "see `rewardkit plugins`, or use another reward"
+                ) from exc
+            reward.plugin = plugin
             reward.spec = part.label
             built.append((part, reward))
         if len(built) == 1 and built[0][0].weight == 1.0:
@@ -136,6 +145,19 @@ class Registry:
         for part in parts:
             convert_options(self.get("reward", part.name), part.options)
         return parts
+
+    def check_from_file(self, spec: str, where: str) -> None:
+        """A spec read from a file (a config file, a resumed run's config) must not set an
+        option that runs a program (``Reward.command_line_only``, e.g. comet:env=DIR)."""
+        for part in self.check_spec(spec):
+            cls = self.get("reward", part.name)
+            for key in part.options:
+                if key in getattr(cls, "command_line_only", ()):
+                    raise RegistryError(
+                        f"{where}: reward option {part.name}:{key}= runs a program, so it is "
+                        f"taken from the command line (--reward) or an environment variable "
+                        f"only, never from a file; remove it from {where}"
+                    )
 
     # --- registration ---
 
@@ -170,11 +192,10 @@ class Registry:
             arg = argument if argument is not None else found.append
             try:
                 impl.function(*[arg for _ in impl.argnames])
-            except Exception as exc:
-                status.status, status.error = (
-                    "error",
-                    f"{hook_name} raised {type(exc).__name__}: {exc}",
-                )
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                status.status, status.error = "error", f"{hook_name} raised {_failure(exc)}"
                 continue
             for obj in found:
                 self._add(kind, obj, plugin)
@@ -193,7 +214,9 @@ class Registry:
                 replaced = [n for n in before if cli.commands.get(n) is not before[n]]
                 if replaced:  # a plugin may add commands, never replace one
                     raise RegistryError(f"tried to replace command '{replaced[0]}'")
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 cli.commands.clear()
                 cli.commands.update(before)
                 status.status = "error"
@@ -203,6 +226,14 @@ class Registry:
             for name, command in list(cli.commands.items()):
                 if name not in before:
                     self._add("command", command, plugin, name=name)
+
+
+def _failure(exc: BaseException) -> str:
+    """Why a plugin failed, on one line; a plugin that calls sys.exit() is broken, not a reason
+    to stop every command."""
+    if isinstance(exc, Exception):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}({exc}): the plugin tried to stop rewardkit while loading"
 
 
 def disabled_from_env() -> set[str]:
@@ -242,8 +273,10 @@ def load_registry(
             return
         try:
             pm.register(load(), name=name)
-        except Exception as exc:  # an import error, a bad hook signature: record, don't crash
-            status.status, status.error = "error", f"{type(exc).__name__}: {exc}"
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # an import error, a bad hook signature, even sys.exit():
+            status.status, status.error = "error", _failure(exc)  # record, don't crash
 
     if builtins:
         for name, module in BUILTIN_PLUGINS.items():
@@ -262,6 +295,10 @@ def load_registry(
                 PluginStatus(ep.name, "entry point", dist and dist.name, dist and dist.version),
                 ep.load,
             )
+            status = statuses.get(ep.name)
+            value = getattr(ep, "value", None)  # name the entry point: NAME = module:attr
+            if status is not None and status.status == "error" and value:
+                status.error = f"{status.error} (entry point {ep.name} = {value})"
 
     _check_pending(pm, statuses)
     registry = Registry(pm, statuses)

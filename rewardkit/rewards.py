@@ -92,6 +92,9 @@ class Reward(Configurable, ABC):
     #: ("en",)); None when it covers any language or nobody knows. ``rewardkit bench`` warns when
     #: the data's language is not among them.
     languages: tuple[str, ...] | None = None
+    #: Options that make rewardkit run a program (comet's env=DIR runs DIR/bin/python): taken
+    #: from the command line only, never from a config file or a resumed run's config.
+    command_line_only: ClassVar[tuple[str, ...]] = ()
     #: Set by the registry: the plugin that registered the reward, and the spec it was built from.
     plugin: str = "?"
     spec: str = ""
@@ -299,7 +302,15 @@ def parse_reward_spec(spec: str, is_reward: Callable[[str], bool]) -> list[Rewar
                 f"malformed reward spec {spec!r}: {token!r} is neither a known reward nor an "
                 f"option of one; {SPEC_HELP}"
             )
-    return [RewardPart(p["name"], p["options"], p["weight"]) for p in parts]
+    result = [RewardPart(p["name"], p["options"], p["weight"]) for p in parts]
+    labels = [p.label for p in result]
+    for label in labels:
+        if labels.count(label) > 1:  # one column per component: two would share a name
+            raise RewardError(
+                f"malformed reward spec {spec!r}: '{label}' appears twice; give it once with "
+                "the sum of the weights, or different options"
+            )
+    return result
 
 
 def _new_part(name: str, weight: float | None, spec: str) -> dict[str, Any]:

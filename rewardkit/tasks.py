@@ -44,7 +44,8 @@ Manifest format (written by ``rewardkit data make``)
 
         id           unique within the split (string; optional: default "{split}-{row}")
         audio        path to a wav/flac/ogg (or mp3/opus) file, relative to the manifest's
-                     directory (or absolute; or relative to the task's audio_dir= when given)
+                     directory (or to the task's audio_dir= when given) and inside it: ``..``
+                     and absolute paths are refused unless $REWARDKIT_ALLOW_AUDIO_OUTSIDE=1
         speech translation:
           transcript   source-language text (kept as Example.source, for COMET)
           translation  target-language text, or a list of texts (several references)
@@ -275,11 +276,14 @@ class Row:
 
 
 def _looks_like_path(source: str) -> bool:
-    return (
-        source.startswith(("/", ".", "~"))
-        or "\\" in source
-        or source.count("/") > 1
-        or Path(source).suffix.lower() in (".jsonl", ".json", ".tsv", ".parquet")
+    """A local path (never sent to the hub): see :func:`rewardkit.checks.looks_local`."""
+    from rewardkit.checks import looks_local
+
+    return looks_local(source) or Path(source).suffix.lower() in (
+        ".jsonl",
+        ".json",
+        ".tsv",
+        ".parquet",
     )
 
 
@@ -913,15 +917,27 @@ class Task(Configurable, ABC):
                 value = value.get("path")
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"{where}: no audio path; give the audio file", "missing_field")
-            audio = self._audio_path(value.strip(), src)
+            audio = self._audio_path(value.strip(), src, where)
             info = audio_lib.audio_info(audio, where=where)
         audio_lib.check_duration(info.duration, self.max_duration, audio, where)
         return audio, info.duration
 
-    def _audio_path(self, value: str, src: DataSource) -> Path:
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = (self.audio_dir or src.base_dir or Path()) / path
+    def _audio_path(self, value: str, src: DataSource, where: str = "") -> Path:
+        """The audio file. A manifest's (JSONL, JSON, TSV) must lie inside the manifest's
+        directory (or audio_dir=): ``..`` and absolute paths are refused unless
+        $REWARDKIT_ALLOW_AUDIO_OUTSIDE=1 (a shared manifest must not make rewardkit read files
+        anywhere)."""
+        from rewardkit.checks import confined
+
+        base = Path(self.audio_dir or src.base_dir or Path()).expanduser()
+        if src.kind in ("jsonl", "json", "tsv"):  # a manifest file (a hub set has cache paths)
+            try:
+                path = confined(base, value, where or src.describe())
+            except RewardkitError as exc:
+                raise DataError(str(exc), "audio_outside") from None
+        else:
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else base / path
         if not path.exists():  # LibriSQA names .wav files that LibriSpeech ships as .flac
             from rewardkit.audio import SUPPORTED_EXTENSIONS
 

@@ -66,6 +66,7 @@ from typing import Any, Literal
 
 import click
 
+from rewardkit.checks import check_finite
 from rewardkit.distributed import launcher_environment
 from rewardkit.errors import NonFiniteError, RewardkitError
 
@@ -159,6 +160,15 @@ class TrainConfig:
     tensorboard: bool | None = None
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every value in range, checked when the config is made (from options, a config file
+        or a resumed run's config.json), before any work; a one-line error names the option."""
+        for f in fields(self):  # nan and inf parse as floats; none of these means anything then
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                check_finite(_option_name(f), value)
         checks = [
             (self.algo in ALGOS, f"--algo must be one of {', '.join(ALGOS)}"),
             (self.off_policy in OFF_POLICY, f"--off-policy must be one of {', '.join(OFF_POLICY)}"),
@@ -182,9 +192,6 @@ class TrainConfig:
             (self.eval_temperature > 0, "--eval-temperature must be > 0"),
             (0 < self.eval_top_p <= 1, "--eval-top-p must be in (0, 1]"),
             (self.learning_rate > 0, f"--learning-rate must be > 0, got {self.learning_rate}"),
-            (math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0,
-             f"--max-grad-norm must be a finite number >= 0 (0: no clipping), got "
-             f"{self.max_grad_norm}"),
             (self.eval_interval >= 0, "--eval-interval must be >= 0"),
             (self.save_interval >= 0, "--save-interval must be >= 0"),
             (self.keep_last >= 1, "--keep-last must be >= 1"),
@@ -193,6 +200,21 @@ class TrainConfig:
              f"--off-policy-k must be between 1 and group size - 1 ({self.group_size - 1}), "
              f"got {self.off_policy_k}"),
             (self.lora_r >= 0, "--lora-r must be >= 0"),
+            (self.lora_alpha >= 1, f"--lora-alpha must be >= 1, got {self.lora_alpha}"),
+            (self.max_grad_norm >= 0,
+             f"--max-grad-norm must be >= 0 (0: no clipping), got {self.max_grad_norm}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.epsilon_low < 1, f"--epsilon-low must be in [0, 1), got {self.epsilon_low}"),
+            (self.epsilon_high >= 0, f"--epsilon-high must be >= 0, got {self.epsilon_high}"),
+            (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
+            (self.data_size >= 10,
+             f"--data-size must be >= 10 (dev and test get a tenth each), got {self.data_size}"),
+            (self.log_samples >= 0, f"--log-samples must be >= 0, got {self.log_samples}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.off_policy == "reference" or self.off_policy_k == 1,
+             "--off-policy-k needs --off-policy reference"),
+            (self.save or self.save_interval == 0,
+             "--save-interval needs checkpoints; drop it or --no-save"),
             (self.zero_stage in (None, 0, 1, 2, 3), "--zero-stage must be 0, 1, 2 or 3"),
             (self.backend == "deepspeed" or (self.zero_stage is None and not self.fp16 and
              self.deepspeed_config is None and not self.offload_optimizer and
@@ -291,6 +313,10 @@ def load_config(path: Path | str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RewardkitError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RewardkitError(
+            f"config file {path} is not valid UTF-8 (byte offset {exc.start}); save it as UTF-8"
+        ) from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -314,7 +340,11 @@ def load_config(path: Path | str) -> dict[str, Any]:
         raise RewardkitError(f"config file {path} must hold a table of settings")
     if set(data) == {"train"} and isinstance(data["train"], dict):
         data = data["train"]
-    return config_from_mapping(data, where=str(path))
+    values = config_from_mapping(data, where=str(path))
+    for key, value in values.items():  # TOML's nan/inf, YAML's .nan/.inf: name the file
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RewardkitError(f"{path}: {key} = {value} is not a finite number")
+    return values
 
 
 def make_config(*layers: Mapping[str, Any]) -> TrainConfig:
@@ -1310,6 +1340,8 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
     """Train a speech-aware LM with GRPO (or MP-GRPO, or the SFT baseline)."""
     layers: list[Mapping[str, Any]] = []
     given = {k: v for k, v in options.items() if v is not None}
+    if "epochs" in given and "steps" in given:
+        raise RewardkitError("--epochs sets the number of steps; give --epochs or --steps")
     resume = given.get("resume")
     if resume is not None:  # the stored config is the base: `--resume RUN` alone continues
         from rewardkit.rundir import RunDir
@@ -1319,8 +1351,12 @@ def train_command(registry: Any, config_file: Path | None, **options: Any) -> No
             raise RewardkitError(f"cannot resume {resume}: it is not a run directory (no config)")
         # a key the stored config lacks is what that run did before the option existed
         layers.append({**LEGACY_DEFAULTS, **run.config()})  # a damaged file: named, one line
+        if "reward" not in given and layers[-1].get("reward") and registry is not None:
+            registry.check_from_file(str(layers[-1]["reward"]), str(run.config_path))
     if config_file is not None:
         layers.append(load_config(config_file))
+        if "reward" in layers[-1] and "reward" not in given and registry is not None:
+            registry.check_from_file(layers[-1]["reward"], str(config_file))
     layers.append(given)
     cfg = make_config(*layers)
     try:

@@ -287,7 +287,9 @@ def test_broken_plugin_is_reported_and_the_rest_still_works(site: Path, broken_s
     data = plugins_json(paths=paths)
     plugins = {p["name"]: p for p in data["plugins"]}
     assert plugins["broken"]["status"] == "error"
-    assert plugins["broken"]["error"] == f"ImportError: {BROKEN_MESSAGE}"
+    assert plugins["broken"]["error"] == (
+        f"ImportError: {BROKEN_MESSAGE} (entry point broken = rewardkit_broken)"
+    )
     assert plugins["broken"]["distribution"] == "rewardkit-broken"
     assert plugins["wer"]["status"] == "ok"
 

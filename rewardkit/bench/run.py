@@ -116,15 +116,16 @@ def embedded_items(n: int, seed: int) -> list[Item]:
 
 def load_items(path: Path) -> list[Item]:
     """Items from JSONL (one object per line) or TSV (a header row); id and reference required."""
-    rows = _read_table(path)
     items = []
-    for n, row in enumerate(rows, start=2 if path.suffix == ".tsv" else 1):
-        missing = [c for c in ("id", "reference") if not row.get(c)]
+    for n, row in _read_table(path):
+        missing = [c for c in ("id", "reference") if row.get(c) in (None, "")]
         if missing:
             raise RewardkitError(
                 f"{path}:{n} lacks {', '.join(missing)}; each row needs id and reference "
                 f"(source and lang are optional)"
             )
+        types = {"id": (str, int), "reference": str, "source": str, "lang": str}
+        _check_types(path, n, row, types)
         lang = str(row.get("lang") or "de")
         items.append(Item(str(row["id"]), row["reference"], row.get("source") or None, lang))
     if len({i.id for i in items}) != len(items):
@@ -144,10 +145,17 @@ def load_human(path: Path, items: Sequence[Item], aggregate: str | None = None) 
     known = {i.id for i in items}
     rows: dict[tuple[str, str], list[tuple[int, HumanScore]]] = {}
     judgments = unrated = 0
-    for n, row in enumerate(_read_table(path), start=2 if path.suffix == ".tsv" else 1):
+    for n, row in _read_table(path):
         missing = [c for c in ("id", "system", "hypothesis", "score") if c not in row]
         if missing:
             raise RewardkitError(f"{path}:{n} lacks {', '.join(missing)}")
+        types = {
+            "id": (str, int),
+            "system": (str, int),
+            "hypothesis": str,
+            "score": (int, float, str),
+        }
+        _check_types(path, n, row, types)
         if str(row["id"]) not in known:
             raise RewardkitError(
                 f"{path}:{n} scores item {row['id']!r}, which is not in the data; "
@@ -206,25 +214,42 @@ def load_human(path: Path, items: Sequence[Item], aggregate: str | None = None) 
     return HumanData(order, segments, counts)
 
 
-def _read_table(path: Path) -> list[dict[str, Any]]:
+def _read_table(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a JSONL or TSV (a header row) file; blank lines are skipped."""
     from rewardkit.textio import read_lines
 
-    lines = [line for line in read_lines(path) if line.strip()]
+    lines = [(n, line) for n, line in enumerate(read_lines(path), start=1) if line.strip()]
     if path.suffix == ".tsv":
         if not lines:
             return []
-        header = lines[0].split("\t")
-        return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+        header = lines[0][1].split("\t")
+        return [(n, dict(zip(header, line.split("\t")))) for n, line in lines[1:]]
     rows = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in lines:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RewardkitError(f"{path}:{n} is not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise RewardkitError(f"{path}:{n} is not a JSON object")
-        rows.append(row)
+        rows.append((n, row))
     return rows
+
+
+def _check_types(path: Path, n: int, row: dict[str, Any], types: dict[str, Any]) -> None:
+    """Each field present (and not null) must have one of its types: `"reference": 123` is an
+    error naming the file, line and field, not a crash later."""
+    for name, kinds in types.items():
+        value = row.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            want = " or ".join(
+                {"str": "text", "int": "an integer", "float": "a number"}[k.__name__]
+                for k in (kinds if isinstance(kinds, tuple) else (kinds,))
+            )
+            raise RewardkitError(
+                f"{path}:{n}: field '{name}' must be {want}, got {type(value).__name__} "
+                f"{json.dumps(value)[:40]}"
+            )
 
 
 # --- scoring ------------------------------------------------------------------------------------

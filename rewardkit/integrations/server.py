@@ -570,6 +570,11 @@ def serve_command(
     --remote_rm_url) and set --data.label_key (--label_key) to the reference column. The server
     has no authentication; it binds 127.0.0.1 by default.
     """
+    specs = specs or ("bleu",)
+    for spec in specs:
+        registry.check_spec(spec)  # typos fail before the port is taken or models load
+    if len(set(specs)) < len(specs):
+        raise RewardkitError("the same --reward is given twice")
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -577,11 +582,6 @@ def serve_command(
         raise RewardkitError(
             "rewardkit serve needs starlette and uvicorn: pip install 'rewardkit[serve]'"
         ) from None
-    specs = specs or ("bleu",)
-    for spec in specs:
-        registry.check_spec(spec)  # typos fail before the port is taken or models load
-    if len(set(specs)) < len(specs):
-        raise RewardkitError("the same --reward is given twice")
     limits = Limits(max_body_bytes, max_completions, max_batch)
     sock = bind(host, port)
     rewards = {spec: registry.build_reward(spec) for spec in specs}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -120,7 +121,7 @@ STEP = [
 
 def test_registered_with_options(registry):
     cls = registry.get("reward", "comet")
-    assert list(cls.options()) == ["model", "batch_size", "device", "timeout", "env"]
+    assert list(cls.options()) == ["model", "batch_size", "device", "timeout", "env", "revision"]
     reward = registry.build_reward("comet")
     assert reward.model == "Unbabel/wmt22-comet-da" and reward.device == "cpu"
     assert reward.range == (float("-inf"), float("inf"))
@@ -192,14 +193,68 @@ def test_missing_source_through_the_cli(tmp_path):
 # --- the environment: paths, creation, removal (fake pip) ----------------------------------------
 
 
-def test_env_path_hashes_the_pins(monkeypatch, tmp_path):
+def test_env_path_hashes_the_lock(monkeypatch, tmp_path):
     monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path))
     key = comet_reward.env_key()
-    assert len(key) == 12 and key == comet_reward.env_key(comet_reward.REQUIREMENTS)
+    lock = comet_reward.LOCK_FILE.read_text(encoding="utf-8").splitlines()
+    assert len(key) == 12 and key == comet_reward.env_key(lock)
     assert comet_reward.default_env_path() == tmp_path / "envs" / f"comet-{key}"
-    assert comet_reward.env_key([*comet_reward.REQUIREMENTS[:-1], "numpy==1.26.3"]) != key
-    assert comet_reward.REQUIREMENTS[0] == "torch==2.13.0"  # installed first, on its own
+    assert comet_reward.env_key([*lock[:-1], lock[-1].replace("a", "b")]) != key  # a hash
+    assert "torch==2.13.0+cpu" in comet_reward.REQUIREMENTS
     assert "unbabel-comet==2.2.7" in comet_reward.REQUIREMENTS
+
+
+def test_the_lock_pins_and_hashes_every_package():
+    """Each requirement of comet-lock.txt is NAME==VERSION with a sha256 (pip's hash-checking
+    mode then refuses anything else), names are unique, and COMET's pins are there."""
+    text = comet_reward.LOCK_FILE.read_text(encoding="utf-8")
+    entries = re.findall(r"^(\S.*?) \\\n((?:    --hash=\S+(?: \\\n)?)+)", text, re.M)
+    requirement_lines = [
+        line for line in text.splitlines() if line and not line.startswith(("#", " "))
+    ]
+    assert len(entries) == len(requirement_lines) >= 40
+    names = []
+    for requirement, hashes in entries:
+        assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[0-9][\w.+!]*", requirement), requirement
+        found = re.findall(r"--hash=sha256:([0-9a-f]+)", hashes)
+        assert found and all(len(h) == 64 for h in found), requirement
+        names.append(requirement.split("==")[0])
+    assert len(names) == len(set(names))
+    for pin in ("unbabel-comet==2.2.7", "transformers==4.57.6", "numpy==1.26.4",
+                "huggingface-hub==0.36.2", "setuptools==80.10.2", "torch==2.13.0+cpu"):  # fmt: skip
+        assert pin in comet_reward.REQUIREMENTS
+
+
+def test_the_environment_installs_only_the_hashed_lock(tmp_path):
+    steps = comet_reward._creation_steps(tmp_path, sys.executable)
+    installs = [argv for _, argv in steps if "install" in argv]
+    assert len(installs) == 2  # torch (with the CPU index), then the whole lock
+    for argv in installs:
+        for flag in ("--require-hashes", "--no-deps", "-r"):
+            assert flag in argv
+        assert argv[argv.index("--only-binary") + 1] == ":all:"
+        assert not [a for a in argv if "==" in a]  # nothing outside the lock
+    torch_lock = Path(installs[0][installs[0].index("-r") + 1]).read_text()
+    assert torch_lock.startswith("torch==2.13.0+cpu \\\n    --hash=sha256:")
+    assert torch_lock in comet_reward.LOCK_FILE.read_text()
+    assert installs[1][installs[1].index("-r") + 1] == str(comet_reward.LOCK_FILE)
+    assert "--extra-index-url" not in installs[1]
+
+
+def test_comet_processes_do_not_inherit_code_running_variables(monkeypatch):
+    for name in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "PYTHONSTARTUP", "PYTHONPATH", "PYTHONHOME",
+                 "PYTHONBREAKPOINT", "LD_PRELOAD", "PIP_TARGET", "PIP_USER"):  # fmt: skip
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("HF_HOME", "/somewhere")
+    env = comet_reward._clean_environ()
+    assert not [k for k in env if k.startswith("PYTHON") or k in comet_reward.UNSAFE_VARIABLES]
+    assert env["HF_HOME"] == "/somewhere"  # ordinary settings pass
+
+
+def test_the_default_model_revision_is_pinned():
+    reward = comet_reward.Comet()
+    assert re.fullmatch(r"[0-9a-f]{40}", reward.revision)
+    assert comet_reward.Comet(model="Org/other-model").revision is None
 
 
 def _fake_steps(fail_at: str | None = None):
