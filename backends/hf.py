@@ -61,7 +61,6 @@ import contextlib
 import inspect
 import json
 import math
-import os
 import random
 import re
 import shutil
