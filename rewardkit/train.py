@@ -859,7 +859,8 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
     if cfg.backend == "deepspeed":
         extra.update(zero_stage=cfg.zero_stage, deepspeed_config=cfg.deepspeed_config,
                      offload_optimizer=cfg.offload_optimizer, offload_params=cfg.offload_params,
-                     fp16=cfg.fp16, gather_for_generation=cfg.gather_for_generation)  # fmt: skip
+                     fp16=cfg.fp16, gather_for_generation=cfg.gather_for_generation,
+                     reference_policy=cfg.beta > 0)  # fmt: skip
     backend = backend_cls.build(
         ModelSpec(
             cfg.model,
