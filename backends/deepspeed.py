@@ -242,7 +242,7 @@ def reference_config(config: dict[str, Any], where: str) -> dict[str, Any]:
     if device == "nvme":  # a second swapper clears the first one's folder when it starts
         raise RewardkitError(
             f"{where}: 'zero_optimization.offload_param.device': nvme cannot hold the reference "
-            "engine beside the policy (they share one swap folder); use \"cpu\", LoRA (--lora-r) "
+            'engine beside the policy (they share one swap folder); use "cpu", LoRA (--lora-r) '
             "or --beta 0"
         )
     return ref

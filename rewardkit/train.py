@@ -66,7 +66,12 @@ from typing import Any, Literal
 
 import click
 
-from rewardkit.distributed import launcher_environment
+from rewardkit.distributed import (
+    fingerprint,
+    launcher_environment,
+    same_on_every_rank,
+    score_on_ranks,
+)
 from rewardkit.errors import RewardkitError
 
 ALGOS = ("grpo", "sft")
@@ -503,13 +508,14 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
         off_policy[:, num_g - k_off :] = True
     metrics["time_generate"] = time.perf_counter() - t0
 
-    # 2. Reward the whole step through the reward contract.
+    # 2. Reward the whole step through the reward contract (each rank scores its share of the
+    # groups; every rank gets every score).
     t0 = time.perf_counter()
     groups = [
         Group(references=e.references, completions=texts[i], source=e.source)
         for i, e in enumerate(examples)
     ]
-    output = tr.reward(groups)
+    output = score_on_ranks(tr.reward, groups, backend.dist)
     _check_finite(tr.reward, output, examples)
     rewards = torch.tensor(output.scores, dtype=torch.float32, device=device)  # [P, G]
     metrics["time_reward"] = time.perf_counter() - t0
@@ -887,6 +893,11 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             f"the {cfg.backend} backend runs one process, but this is rank {env['RANK']} of "
             f"{world}; use --backend deepspeed for multi-process training"
         )
+    same_on_every_rank(backend.dist, {  # ranks with different options or data: an error
+        **{f"--{f.name.replace('_', '-')}": getattr(cfg, f.name) for f in fields(cfg)},
+        f"the {cfg.train_split} split of --data": fingerprint(
+            (e.id, e.references, e.source) for e in train_examples),
+    })  # fmt: skip
     dropped = {}
     if cfg.max_prompt_tokens is not None:  # as verl's filter_overlong_prompts
         for split, name in ((cfg.train_split, "train"), (cfg.eval_split, "eval")):
