@@ -343,6 +343,7 @@ class DeepSpeedBackend(HFBackend):
         self._micro_steps = 0  # backward() calls since the last step()
         if self.zero_stage == 3:
             self._register_external_parameters(self.model)
+            _cast_buffers(self.model, self.ds_config)
         if reference is not None:
             self.ref_engine = self._reference_engine(deepspeed, reference, where)
         elif self._reference_copy is not None:  # the engine may have cast the module (bf16/fp16)
@@ -378,6 +379,7 @@ class DeepSpeedBackend(HFBackend):
             raise _config_error(exc, self.ds_config, where) from exc
         engine.module.eval()
         self._register_external_parameters(engine.module)
+        _cast_buffers(engine.module, self.ds_config)
         return engine
 
     def _reference(self) -> Any:
@@ -575,6 +577,19 @@ class DeepSpeedBackend(HFBackend):
             raise BackendError(f"DeepSpeed could not load the checkpoint in {str(directory)!r}")
         self._generate_calls = int(client.get("generate_calls", 0))
         set_rng_state(torch.load(directory / f"rng-rank{self.dist.rank}.pt", weights_only=True))
+
+
+def _cast_buffers(module: Any, config: dict[str, Any]) -> None:
+    """ZeRO-3 casts the parameters to bf16 / fp16 but not the floating buffers (ZeRO 0-2 cast
+    the whole module); a module using both (batch norm's running statistics in Granite-Speech's
+    conformer) then fails on mixed dtypes. Cast them as ZeRO 0-2 do."""
+    import torch
+
+    for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if (config.get(key) or {}).get("enabled"):
+            for buffer in module.buffers():
+                if buffer.is_floating_point():
+                    buffer.data = buffer.data.to(dtype)
 
 
 @contextlib.contextmanager
