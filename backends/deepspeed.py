@@ -68,6 +68,12 @@ DEFAULT_ZERO_STAGE = 2
 #: ZeRO sizes filled from the model's hidden size unless the DeepSpeed config gives them
 BUCKET_KEYS = ("reduce_bucket_size", "stage3_prefetch_bucket_size",
                "stage3_param_persistence_threshold")  # fmt: skip
+#: ZeRO-3 settings filled from the hidden size unless the config gives them: DeepSpeed keeps up
+#: to 1e9 gathered parameters alive between forward and backward (all of a model this size) and
+#: steps the optimizer on the whole fp32 partition at once (a flattened copy of its gradient and
+#: partition-sized AdamW temporaries); 16 hidden^2 live elements and sub-groups of 8 hidden^2
+#: release them (the update is elementwise, so only the gradient norm's summation order moves)
+ZERO3_MEMORY_KEYS = ("stage3_max_live_parameters", "stage3_max_reuse_distance", "sub_group_size")
 
 
 @rewardkit.hookimpl
@@ -203,6 +209,9 @@ def deepspeed_config(
         "zero_optimization.reduce_bucket_size": hidden * hidden or 500_000_000,
         "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden * hidden) or 50_000_000,
         "zero_optimization.stage3_param_persistence_threshold": 10 * hidden or 100_000,
+        "zero_optimization.stage3_max_live_parameters": 16 * hidden * hidden or 1_000_000_000,
+        "zero_optimization.stage3_max_reuse_distance": 16 * hidden * hidden or 1_000_000_000,
+        "zero_optimization.sub_group_size": 8 * hidden * hidden or 1_000_000_000_000,
     }
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
                 "train_batch_size", "gradient_clipping"):  # fmt: skip
@@ -211,6 +220,9 @@ def deepspeed_config(
     # partitions; size them from the hidden size unless the config does (benchmarks/)
     for key in BUCKET_KEYS:
         zero.setdefault(key, "auto")
+    if zero["stage"] == 3:  # ZeRO-3's step peak (benchmarks/results/zero3_step_memory)
+        for key in ZERO3_MEMORY_KEYS:
+            zero.setdefault(key, "auto")
     _fill_auto(config, fill, where)
     config.setdefault("steps_per_print", 2**31 - 1)  # rewardkit logs the steps itself
     config.setdefault("zero_allow_untested_optimizer", True)  # torch's AdamW under ZeRO

@@ -720,7 +720,7 @@ def evaluate(tr: Trainer) -> tuple[dict[str, float], list[dict[str, Any]]]:
         lengths.extend(int(x) for x in out.mask[:, 0].sum(-1).tolist())
     groups = [Group(references=e.references, completions=(h,), source=e.source)
               for e, h in zip(examples, hyps)]  # fmt: skip
-    output = tr.reward(groups)
+    output = score_on_ranks(tr.reward, groups, backend.dist)  # each rank scores its share
     _check_finite(tr.reward, output, examples)
     scores = torch.tensor([s[0] for s in output.scores])
     metrics = {
@@ -893,11 +893,12 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             f"the {cfg.backend} backend runs one process, but this is rank {env['RANK']} of "
             f"{world}; use --backend deepspeed for multi-process training"
         )
-    same_on_every_rank(backend.dist, {  # ranks with different options or data: an error
-        **{f"--{f.name.replace('_', '-')}": getattr(cfg, f.name) for f in fields(cfg)},
-        f"the {cfg.train_split} split of --data": fingerprint(
-            (e.id, e.references, e.source) for e in train_examples),
-    })  # fmt: skip
+    if backend.dist.world_size > 1:  # ranks with different options or data: an error
+        same_on_every_rank(backend.dist, {
+            **{f"--{f.name.replace('_', '-')}": getattr(cfg, f.name) for f in fields(cfg)},
+            f"the {cfg.train_split} split of --data": fingerprint(
+                (e.id, e.references, e.source) for e in train_examples),
+        })  # fmt: skip
     dropped = {}
     if cfg.max_prompt_tokens is not None:  # as verl's filter_overlong_prompts
         for split, name in ((cfg.train_split, "train"), (cfg.eval_split, "eval")):

@@ -230,6 +230,9 @@ def test_auto_values_are_filled_from_the_run(tmp_path):
         "reduce_bucket_size": 64 * 64,
         "stage3_prefetch_bucket_size": int(0.9 * 64 * 64),
         "stage3_param_persistence_threshold": 10 * 64,
+        "stage3_max_live_parameters": 16 * 64 * 64,  # ZeRO-3's step peak
+        "stage3_max_reuse_distance": 16 * 64 * 64,
+        "sub_group_size": 8 * 64 * 64,
     }
     # run settings override the file
     assert config({**extra, "zero_stage": 1})["zero_optimization"]["stage"] == 1
