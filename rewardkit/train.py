@@ -106,6 +106,7 @@ class TrainConfig:
     train_lm: bool | None = None  # full LM fine-tuning; default: with --lora-r 0 only
     device: str = "cpu"
     bf16: bool = False
+    gradient_checkpointing: bool = False  # recompute the LM's activations in backward (memory)
     # the deepspeed backend
     zero_stage: int | None = None  # default: the DeepSpeed config's, else 2
     deepspeed_config: str | None = None  # a DeepSpeed JSON file ("auto" values are filled)
@@ -874,6 +875,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             lora_alpha=cfg.lora_alpha,
             train_encoder=cfg.train_encoder,
             bf16=cfg.bf16,
+            gradient_checkpointing=cfg.gradient_checkpointing,
             seed=cfg.seed,
             device=cfg.device,
             extra=extra,
@@ -1178,6 +1180,8 @@ def _click_options(func: Any) -> Any:
         "group_size": "Completions per prompt, G (paper: 8).",
         "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
         "beta": "KL weight (paper: 0.02).",
+        "gradient_checkpointing": "Recompute the LM's activations in backward: less memory "
+        "(ZeRO-3's step peak: benchmarks/results/zero3_step_memory), the same results.",
         "train_encoder": "Also train the audio encoder (default: projector and LM only).",
         "train_lm": "Train the whole LM (default: only with --lora-r 0; --no-train-lm with "
         "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
