@@ -1,7 +1,7 @@
 """The deepspeed backend at the paper's scale, on CPU (gloo): full fine-tuning with the KL term
 under ZeRO-3 (the reference policy as its own ZeRO-3 inference engine) against the hf backend,
 exact resume, the same job as two nodes of one process on loopback, rewards sharded over ranks,
-and the one-line errors of this setting.
+the one-line errors of this setting, and the GPU benchmark script's CPU dry run.
 
 Runs are subprocesses (see test_deepspeed.py for the harness and the tolerances); three steps,
 so the policy has moved from the reference and the KL term is not zero.
@@ -203,3 +203,16 @@ def test_a_config_that_cannot_hold_the_reference_engine(tmp_path):
     ref = reference_config(cpu, "ds.json")
     assert "optimizer" not in ref and "scheduler" not in ref
     assert ref["zero_optimization"] == {"stage": 3, "offload_param": {"device": "cpu"}}
+
+
+def test_the_gpu_script_dry_run(tmp_path):
+    """benchmarks/gpu_zero3.py's CPU path (tiny Granite-Speech, ZeRO-3 bf16, beta 0.02): the
+    prepared GPU benchmark runs end to end and writes its report."""
+    script = Path(__file__).parents[2] / "benchmarks" / "gpu_zero3.py"
+    out = tmp_path / "gpu_zero3.json"
+    ok(subprocess.run([sys.executable, str(script), "--tiny", "--device", "cpu", "--out", str(out)],
+                      env=ENV, capture_output=True, text=True, timeout=600))  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["gpu"] == "none (CPU dry run)" and report["settings"]["bf16"]
+    assert report["step_seconds"] > 0 and report["generation_tokens_per_s"] > 0
+    assert report["steps_rank0"][0]["kl"] >= 0 and report["phase_seconds"]["reference"] > 0
