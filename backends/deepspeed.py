@@ -19,8 +19,12 @@ build), and without a ``scheduler`` section the run's schedule.
 
 ZeRO-3. Generation gathers the parameters once per call (``extra["gather_for_generation"]``,
 default true); without gathering, generation runs synced across ranks. The reference policy is
-the model with LoRA adapters disabled; full fine-tuning keeps a frozen copy of the trainable
-tensors for it, which ZeRO-3's partitioned parameters do not allow (use LoRA, or beta = 0).
+the model with LoRA adapters disabled. Full fine-tuning keeps a frozen copy of the trainable
+tensors for it under ZeRO 0-2; under ZeRO-3 (whose partitioned parameters allow no tensor swap)
+a frozen copy of the whole model under its own ZeRO-3 inference engine, as TRL does: partitioned
+like the policy (1/world of the parameters per rank, CPU-offloaded with ``offload_params``),
+gathered layer by layer in the reference pass. It is built only when
+``extra["reference_policy"]`` (the run's beta > 0; default true).
 
 Checkpoints (``save``/``load``, every rank): the engine's checkpoint (``deepspeed/``: module,
 ZeRO-partitioned optimizer and scheduler), each rank's RNG state, and the consolidated trainable
@@ -64,6 +68,12 @@ DEFAULT_ZERO_STAGE = 2
 #: ZeRO sizes filled from the model's hidden size unless the DeepSpeed config gives them
 BUCKET_KEYS = ("reduce_bucket_size", "stage3_prefetch_bucket_size",
                "stage3_param_persistence_threshold")  # fmt: skip
+#: ZeRO-3 settings filled from the hidden size unless the config gives them: DeepSpeed keeps up
+#: to 1e9 gathered parameters alive between forward and backward (all of a model this size) and
+#: steps the optimizer on the whole fp32 partition at once (a flattened copy of its gradient and
+#: partition-sized AdamW temporaries); 16 hidden^2 live elements and sub-groups of 8 hidden^2
+#: release them (the update is elementwise, so only the gradient norm's summation order moves)
+ZERO3_MEMORY_KEYS = ("stage3_max_live_parameters", "stage3_max_reuse_distance", "sub_group_size")
 
 
 @rewardkit.hookimpl
@@ -199,6 +209,9 @@ def deepspeed_config(
         "zero_optimization.reduce_bucket_size": hidden * hidden or 500_000_000,
         "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden * hidden) or 50_000_000,
         "zero_optimization.stage3_param_persistence_threshold": 10 * hidden or 100_000,
+        "zero_optimization.stage3_max_live_parameters": 16 * hidden * hidden or 1_000_000_000,
+        "zero_optimization.stage3_max_reuse_distance": 16 * hidden * hidden or 1_000_000_000,
+        "zero_optimization.sub_group_size": 8 * hidden * hidden or 1_000_000_000_000,
     }
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
                 "train_batch_size", "gradient_clipping"):  # fmt: skip
@@ -207,6 +220,9 @@ def deepspeed_config(
     # partitions; size them from the hidden size unless the config does (benchmarks/)
     for key in BUCKET_KEYS:
         zero.setdefault(key, "auto")
+    if zero["stage"] == 3:  # ZeRO-3's step peak (benchmarks/results/zero3_step_memory)
+        for key in ZERO3_MEMORY_KEYS:
+            zero.setdefault(key, "auto")
     _fill_auto(config, fill, where)
     config.setdefault("steps_per_print", 2**31 - 1)  # rewardkit logs the steps itself
     config.setdefault("zero_allow_untested_optimizer", True)  # torch's AdamW under ZeRO
@@ -223,6 +239,25 @@ def _fill_auto(config: dict[str, Any], fill: dict[str, Any], where: str, prefix:
             if path not in fill:
                 raise RewardkitError(f"{where}: cannot fill '{path}': \"auto\"; give a value")
             config[key] = fill[path]
+
+
+def reference_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    """The config of the reference policy's ZeRO-3 inference engine (full fine-tuning with the KL
+    term): the policy's, without optimizer, scheduler or optimizer offload (it never trains);
+    parameters partitioned (and offloaded) as the policy's. As TRL's ``prepare_deepspeed``."""
+    ref = copy.deepcopy(config)
+    for key in ("optimizer", "scheduler"):
+        ref.pop(key, None)
+    zero = ref["zero_optimization"]
+    zero.pop("offload_optimizer", None)
+    device = (zero.get("offload_param") or {}).get("device", "none")
+    if device == "nvme":  # a second swapper clears the first one's folder when it starts
+        raise RewardkitError(
+            f"{where}: 'zero_optimization.offload_param.device': nvme cannot hold the reference "
+            'engine beside the policy (they share one swap folder); use "cpu", LoRA (--lora-r) '
+            "or --beta 0"
+        )
+    return ref
 
 
 def _config_error(exc: Exception, config: dict[str, Any], where: str) -> RewardkitError:
@@ -297,6 +332,15 @@ class DeepSpeedBackend(HFBackend):
         # torch's AdamW and the run's schedule, unless the config has its own sections
         optimizer = None if "optimizer" in self.ds_config else self._adamw()
         where = str(self.spec.extra.get("deepspeed_config") or "deepspeed config")
+        # Full fine-tuning's reference policy: ZeRO-3 partitions the trained tensors, so the
+        # frozen copy becomes a whole model under its own ZeRO-3 inference engine (copied before
+        # the policy's engine partitions it; not built when the run has no KL term).
+        reference, self.ref_engine = None, None
+        if self.zero_stage == 3 and self._reference_copy is not None:
+            self._reference_copy = None
+            if self.spec.extra.get("reference_policy", True):
+                reference_config(self.ds_config, where)  # a config that cannot hold it: now
+                reference = copy.deepcopy(self.model).requires_grad_(False).eval()
         try:
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=self.peft or self.model,
@@ -310,20 +354,20 @@ class DeepSpeedBackend(HFBackend):
             raise _config_error(exc, self.ds_config, where) from exc
         self._micro_steps = 0  # backward() calls since the last step()
         if self.zero_stage == 3:
-            self._register_external_parameters()
-        if self._reference_copy is not None:
-            if self.zero_stage == 3:  # partitioned parameters: no tensor swap
-                self._reference_copy = None
-            else:  # the engine may have cast the module (bf16 / fp16)
-                dtypes = {n: p.dtype for n, p in self._trainable}
-                self._reference_copy = {n: t.to(dtypes[n]) for n, t in self._reference_copy.items()}
+            self._register_external_parameters(self.model)
+            _cast_buffers(self.model, self.ds_config)
+        if reference is not None:
+            self.ref_engine = self._reference_engine(deepspeed, reference, where)
+        elif self._reference_copy is not None:  # the engine may have cast the module (bf16/fp16)
+            dtypes = {n: p.dtype for n, p in self._trainable}
+            self._reference_copy = {n: t.to(dtypes[n]) for n, t in self._reference_copy.items()}
 
     def _cache_encoder(self) -> Any:
         """Not under ZeRO-3: each encoder forward gathers its weights (a collective), so ranks
         must run the same forwards, which per-rank cache hits would break."""
         return None if self.zero_stage == 3 else super()._cache_encoder()
 
-    def _register_external_parameters(self) -> None:
+    def _register_external_parameters(self, model: Any) -> None:
         """ZeRO-3 gathers a module's parameters when it runs; audio encoders read some of
         their submodules' weights directly (Whisper's position table), so each encoder and
         projector gathers all of its parameters when it runs (they are small beside the LM)."""
@@ -331,15 +375,32 @@ class DeepSpeedBackend(HFBackend):
 
         for part in self._part_names()[:2]:
             if part:
-                module = self.model.get_submodule(part)
+                module = model.get_submodule(part)
                 for param in module.parameters():
                     deepspeed.zero.register_external_parameter(module, param)
 
+    def _reference_engine(self, deepspeed: Any, model: Any, where: str) -> Any:
+        """The frozen reference model under a ZeRO-3 inference engine (no optimizer): each rank
+        holds 1/world of its parameters, gathered layer by layer as it runs."""
+        try:
+            engine, *_ = deepspeed.initialize(
+                model=model, config=reference_config(self.ds_config, where),
+                dist_init_required=False,
+            )  # fmt: skip
+        except (ValueError, AssertionError, TypeError, KeyError) as exc:
+            raise _config_error(exc, self.ds_config, where) from exc
+        engine.module.eval()
+        self._register_external_parameters(engine.module)
+        _cast_buffers(engine.module, self.ds_config)
+        return engine
+
     def _reference(self) -> Any:
+        if self.ref_engine is not None:  # the reference engine's module stands in for the policy
+            return _swapped(self, "model", self.ref_engine.module)
         if self.peft is None and self._reference_copy is None:
             raise BackendError(
-                "full fine-tuning under ZeRO-3 has no reference policy for the KL term; use LoRA "
-                "(--lora-r) or --beta 0"
+                "this run was built without a reference policy (beta = 0); full fine-tuning "
+                "under ZeRO-3 builds one only when the KL term needs it"
             )
         return super()._reference()
 
@@ -352,12 +413,12 @@ class DeepSpeedBackend(HFBackend):
         different numbers of forward passes (different prompts, lengths) without collectives."""
         if self.zero_stage != 3:
             return contextlib.nullcontext()
-        from deepspeed.runtime.zero.stage3 import GatheredParameters, unwrap_model_for_generation
+        from deepspeed.runtime.zero.stage3 import GatheredParameters
 
         if not for_generation:
             return GatheredParameters(list(self.model.parameters()))
         if self.spec.extra.get("gather_for_generation", True):
-            return unwrap_model_for_generation(self.engine)
+            return _unwrapped_for_generation(self.engine)
         return contextlib.nullcontext()
 
     @property
@@ -528,6 +589,52 @@ class DeepSpeedBackend(HFBackend):
             raise BackendError(f"DeepSpeed could not load the checkpoint in {str(directory)!r}")
         self._generate_calls = int(client.get("generate_calls", 0))
         set_rng_state(torch.load(directory / f"rng-rank{self.dist.rank}.pt", weights_only=True))
+
+
+def _cast_buffers(module: Any, config: dict[str, Any]) -> None:
+    """ZeRO-3 casts the parameters to bf16 / fp16 but not the floating buffers (ZeRO 0-2 cast
+    the whole module); a module using both (batch norm's running statistics in Granite-Speech's
+    conformer) then fails on mixed dtypes. Cast them as ZeRO 0-2 do."""
+    import torch
+
+    for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if (config.get(key) or {}).get("enabled"):
+            for buffer in module.buffers():
+                if buffer.is_floating_point():
+                    buffer.data = buffer.data.to(dtype)
+
+
+@contextlib.contextmanager
+def _unwrapped_for_generation(engine: Any) -> Any:
+    """DeepSpeed's ``unwrap_model_for_generation`` (parameters gathered, per-module fetch hooks
+    removed), and also the engine's start-of-forward hook, which checks that ranks recorded the
+    same module order (a collective) and would deadlock ranks running different numbers of
+    forwards. It sits on the engine's module, which the generation calls directly in full
+    fine-tuning (with LoRA, the module is the PEFT wrapper, which generation bypasses)."""
+    from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+    offload = getattr(engine.optimizer, "parameter_offload", engine.optimizer)
+    with unwrap_model_for_generation(engine):
+        handle = getattr(offload, "fwd_pre_hook", None)
+        hook = offload.module._forward_pre_hooks.get(handle.id) if handle is not None else None
+        if hook is not None:
+            handle.remove()
+        try:
+            yield
+        finally:
+            if hook is not None:  # back before the fetch hooks, which the unwrap re-adds next
+                offload.fwd_pre_hook = offload.module.register_forward_pre_hook(hook)
+
+
+@contextlib.contextmanager
+def _swapped(owner: Any, name: str, value: Any) -> Any:
+    """``owner.<name>`` set to ``value`` meanwhile."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
 
 
 def _take(c: Completions, n: int) -> Completions | None:

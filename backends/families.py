@@ -489,8 +489,10 @@ class GraniteSpeech(Family):
         is_audio = prompt_ids == self.token_id  # [B, Lp]: prompt positions only
         embeds = core.get_input_embeddings()(ids.masked_fill(ids == self.token_id, 0))
         if feats:
+            dtype = embeds.dtype  # the weights' (bf16 under a DeepSpeed engine that cast them)
+            encode = core.get_audio_features
             audio = torch.cat(
-                [core.get_audio_features(f[None], return_dict=True).pooler_output[0] for f in feats]
+                [encode(f[None].to(dtype), return_dict=True).pooler_output[0] for f in feats]
             )  # [total audio tokens, H]
             prompt_len = prompt_ids.shape[1]
             prompt = embeds[:, :prompt_len].masked_scatter(

@@ -86,17 +86,26 @@ DEEPSPEED_BUCKETS = {"reduce_bucket_size": 500_000_000, "stage3_prefetch_bucket_
 #: (DeepSpeed's defaults keep up to 1e9 gathered: all of a model this size)
 RELEASE = {"stage3_max_live_parameters": 10_000_000, "stage3_max_reuse_distance": 0,
            "stage3_prefetch_bucket_size": 0}  # fmt: skip
+#: ZeRO-3's optimizer step in sub-groups of this many elements (DeepSpeed's default, 1e12, is
+#: one group: the whole fp32 gradient partition is flattened into a second copy and AdamW's
+#: temporaries are partition-sized); Adam is elementwise, so the update is the same
+SUB_GROUP = {"sub_group_size": 4_000_000}
 #: DeepSpeed / backend settings compared: name -> (zero_optimization settings, backend extra)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
     "deepspeed_buckets": (DEEPSPEED_BUCKETS, {}),
     "shared_prompt": ({}, {"shared_prompt": True}),
     "release": (RELEASE, {}),
+    "release_subgroups": ({**RELEASE, **SUB_GROUP}, {}),
+    "checkpointing": ({}, {"gradient_checkpointing": True}),
 }
 VARIANT_NOTES = {
     "default": "the backend as shipped, no DeepSpeed config: ZeRO bucket sizes from the hidden "
-    "size (hidden^2, 0.9 hidden^2, 10 hidden); log-probs by the shared-prompt pass at ZeRO 0-2 "
-    "and the naive full-sequence pass at ZeRO-3",
+    "size (hidden^2, 0.9 hidden^2, 10 hidden), and at ZeRO-3 (since issue 20) at most 16 "
+    "hidden^2 gathered parameters kept live and the optimizer stepped in sub-groups of 8 "
+    "hidden^2; full fine-tuning builds the reference policy (as a ZeRO-3 inference engine at "
+    "ZeRO-3, a copy of the trained tensors at ZeRO 0-2); log-probs by the shared-prompt pass "
+    "at ZeRO 0-2 and the naive full-sequence pass at ZeRO-3",
     "deepspeed_buckets": "as shipped but with DeepSpeed's own bucket defaults ("
     + ", ".join(f"{k} {v:g}" for k, v in DEEPSPEED_BUCKETS.items())
     + "), as the backend had them before this benchmark",
@@ -106,6 +115,12 @@ VARIANT_NOTES = {
     "release": "as shipped, and ZeRO-3 releasing each gathered parameter right after use: "
     + ", ".join(f"{k} {v:g}" for k, v in RELEASE.items())
     + " (DeepSpeed's defaults: 1e9, 1e9, and the prefetch bucket from the hidden size)",
+    "checkpointing": "as shipped, with gradient checkpointing (activations recomputed in "
+    "backward; the same results)",
+    "release_subgroups": "release, and ZeRO-3's optimizer step in sub-groups: "
+    + ", ".join(f"{k} {v:g}" for k, v in SUB_GROUP.items())
+    + " (DeepSpeed's default 1e12: one group, whose flattened fp32 gradient copy and AdamW "
+    "temporaries are partition-sized)",
 }
 #: the probe that starts each phase of a step (the step's allocation peak is placed in one)
 PHASES = {
@@ -424,7 +439,9 @@ def worker(args: argparse.Namespace) -> None:
     if zero_settings:
         extra["deepspeed_config"] = {"zero_optimization": dict(zero_settings)}
     extra.update(backend_extra)
-    spec = ModelSpec(model=str(args.model_dir), lora_r=args.lora_r, seed=args.seed, extra=extra)
+    checkpointing = bool(extra.pop("gradient_checkpointing", False))
+    spec = ModelSpec(model=str(args.model_dir), lora_r=args.lora_r, seed=args.seed, extra=extra,
+                     gradient_checkpointing=checkpointing)  # fmt: skip
     backend = DeepSpeedBackend.build(spec, OptimizerConfig(learning_rate=1e-4, grad_accum_steps=1))
     build_s = time.perf_counter() - start
     dist = backend.dist
@@ -608,6 +625,7 @@ RATIO_KEYS = ("after_backward", "after_backward_without_reference", "probe_total
 
 
 def main() -> int:
+    global VARIANTS, MODES, STAGES
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--world-size", type=int, default=2)
     ap.add_argument("--prompts-per-rank", type=int, default=2)
@@ -624,7 +642,16 @@ def main() -> int:
     ap.add_argument("--lora-r", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--variant", choices=VARIANTS, default="default", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--variants", help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument("--modes", help="comma-separated subset of: " + ", ".join(MODES))
+    ap.add_argument("--stages", help="comma-separated subset of 0,2,3 (0 is always run)")
     args = ap.parse_args()
+    if args.variants and not args.worker:
+        VARIANTS = {k: VARIANTS[k] for k in args.variants.split(",")}
+    if args.modes:
+        MODES = {k: MODES[k] for k in args.modes.split(",")}
+    if args.stages:
+        STAGES = tuple(sorted({0, *(int(x) for x in args.stages.split(","))}))
     if args.warmup < 1:
         ap.error("--warmup must be at least 1 (the last warm-up step's resident set is measured)")
     if args.worker:

@@ -12,12 +12,17 @@ them (each rank samples :meth:`Distributed.shard` of them and the results are ga
 rewards, advantages and logs see the whole step; ``logprobs`` and ``backward`` then run on this
 rank's shard only, and ``backward(loss)`` sums gradients over ranks (``loss`` is this rank's
 share of the step's loss). Only rank 0 writes the run directory.
+
+Rewards are sharded too (:func:`score_on_ranks`): each rank scores its share of the step's
+groups and the scores are gathered, so every rank sees every reward while each computes 1/world
+of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rewardkit.errors import RewardkitError
@@ -91,6 +96,61 @@ class TorchDistributed(Distributed):
 
     def barrier(self) -> None:
         self._dist.barrier()
+
+
+def score_on_ranks(reward: Any, groups: Sequence[Any], dist: Distributed = SINGLE) -> Any:
+    """``reward(groups)`` with the work split over ranks: each scores its share of the groups
+    (:meth:`Distributed.shard`) and the shares' numbers are gathered, so every rank returns the
+    whole step's :class:`~rewardkit.rewards.RewardOutput`. Scores and components are the ones the
+    shares computed, in order; a diagnostic is the mean of the shares' values weighted by their
+    number of groups. One process: exactly ``reward(groups)``."""
+    if dist.world_size == 1:
+        return reward(groups)
+    from rewardkit.rewards import RewardOutput
+
+    mine = dist.shard(len(groups))
+    local = reward([groups[i] for i in mine]) if len(mine) else RewardOutput(scores=[])
+    shares = dist.all_gather(  # numbers only: no texts travel
+        (len(mine), local.scores, local.components, local.diagnostics)
+    )
+    scores = [row for _, rows, _, _ in shares for row in rows]
+    names = next((parts for n, _, parts, _ in shares if n), {})  # the same in every share
+    components = {name: [row for _, _, parts, _ in shares for row in parts.get(name, [])]
+                  for name in names}  # fmt: skip
+    weights = {name: 0 for _, _, _, diag in shares for name in diag}
+    diagnostics = dict.fromkeys(weights, 0.0)
+    for n, _, _, diag in shares:
+        for name, value in diag.items():
+            diagnostics[name] += n * float(value)
+            weights[name] += n
+    return RewardOutput(
+        scores=scores,
+        components=components,
+        diagnostics={k: v / weights[k] for k, v in diagnostics.items() if weights[k]},
+    )
+
+
+def same_on_every_rank(dist: Distributed, values: Mapping[str, Any]) -> None:
+    """A one-line error naming the first setting whose value differs between ranks (ranks
+    started with different options or data would silently train on different steps)."""
+    if dist.world_size == 1:
+        return
+    every = dist.all_gather(dict(values))
+    for key in values:
+        for rank, theirs in enumerate(every):
+            if theirs.get(key) != every[0].get(key):
+                raise RewardkitError(
+                    f"ranks disagree on {key}: rank 0 has {every[0].get(key)!r}, rank {rank} has "
+                    f"{theirs.get(key)!r}; start every rank with the same command and data"
+                )
+
+
+def fingerprint(items: Sequence[Any]) -> str:
+    """A short digest of a sequence of printable items (e.g. a split's ids and references)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(repr(item).encode("utf-8"))
+    return digest.hexdigest()[:12]
 
 
 def launcher_environment() -> dict[str, str] | None:

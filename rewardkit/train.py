@@ -67,7 +67,12 @@ from typing import Any, Literal
 import click
 
 from rewardkit.checks import check_finite
-from rewardkit.distributed import launcher_environment
+from rewardkit.distributed import (
+    fingerprint,
+    launcher_environment,
+    same_on_every_rank,
+    score_on_ranks,
+)
 from rewardkit.errors import NonFiniteError, RewardkitError
 
 ALGOS = ("grpo", "sft")
@@ -102,6 +107,7 @@ class TrainConfig:
     train_lm: bool | None = None  # full LM fine-tuning; default: with --lora-r 0 only
     device: str = "cpu"
     bf16: bool = False
+    gradient_checkpointing: bool = False  # recompute the LM's activations in backward (memory)
     # the deepspeed backend
     zero_stage: int | None = None  # default: the DeepSpeed config's, else 2
     deepspeed_config: str | None = None  # a DeepSpeed JSON file ("auto" values are filled)
@@ -540,13 +546,14 @@ def grpo_step(tr: Trainer, examples: Sequence[Any]) -> dict[str, float]:
         off_policy[:, num_g - k_off :] = True
     metrics["time_generate"] = time.perf_counter() - t0
 
-    # 2. Reward the whole step through the reward contract.
+    # 2. Reward the whole step through the reward contract (each rank scores its share of the
+    # groups; every rank gets every score).
     t0 = time.perf_counter()
     groups = [
         Group(references=e.references, completions=texts[i], source=e.source)
         for i, e in enumerate(examples)
     ]
-    output = tr.reward(groups)
+    output = score_on_ranks(tr.reward, groups, backend.dist)
     _check_finite(tr.reward, output, examples)
     rewards = torch.tensor(output.scores, dtype=torch.float32, device=device)  # [P, G]
     metrics["time_reward"] = time.perf_counter() - t0
@@ -753,7 +760,7 @@ def evaluate(tr: Trainer) -> tuple[dict[str, float], list[dict[str, Any]]]:
         lengths.extend(int(x) for x in out.mask[:, 0].sum(-1).tolist())
     groups = [Group(references=e.references, completions=(h,), source=e.source)
               for e, h in zip(examples, hyps)]  # fmt: skip
-    output = tr.reward(groups)
+    output = score_on_ranks(tr.reward, groups, backend.dist)  # each rank scores its share
     _check_finite(tr.reward, output, examples)
     scores = torch.tensor([s[0] for s in output.scores])
     metrics = {
@@ -898,7 +905,8 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
     if cfg.backend == "deepspeed":
         extra.update(zero_stage=cfg.zero_stage, deepspeed_config=cfg.deepspeed_config,
                      offload_optimizer=cfg.offload_optimizer, offload_params=cfg.offload_params,
-                     fp16=cfg.fp16, gather_for_generation=cfg.gather_for_generation)  # fmt: skip
+                     fp16=cfg.fp16, gather_for_generation=cfg.gather_for_generation,
+                     reference_policy=cfg.beta > 0)  # fmt: skip
     backend = backend_cls.build(
         ModelSpec(
             cfg.model,
@@ -906,6 +914,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             lora_alpha=cfg.lora_alpha,
             train_encoder=cfg.train_encoder,
             bf16=cfg.bf16,
+            gradient_checkpointing=cfg.gradient_checkpointing,
             seed=cfg.seed,
             device=cfg.device,
             extra=extra,
@@ -925,6 +934,12 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             f"the {cfg.backend} backend runs one process, but this is rank {env['RANK']} of "
             f"{world}; use --backend deepspeed for multi-process training"
         )
+    if backend.dist.world_size > 1:  # ranks with different options or data: an error
+        same_on_every_rank(backend.dist, {
+            **{f"--{f.name.replace('_', '-')}": getattr(cfg, f.name) for f in fields(cfg)},
+            f"the {cfg.train_split} split of --data": fingerprint(
+                (e.id, e.references, e.source) for e in train_examples),
+        })  # fmt: skip
     dropped = {}
     if cfg.max_prompt_tokens is not None:  # as verl's filter_overlong_prompts
         for split, name in ((cfg.train_split, "train"), (cfg.eval_split, "eval")):
@@ -1291,6 +1306,8 @@ def _click_options(func: Any) -> Any:
         "group_size": "Completions per prompt, G (paper: 8).",
         "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
         "beta": "KL weight (paper: 0.02).",
+        "gradient_checkpointing": "Recompute the LM's activations in backward: less memory "
+        "(ZeRO-3's step peak: benchmarks/results/zero3_step_memory), the same results.",
         "train_encoder": "Also train the audio encoder (default: projector and LM only).",
         "train_lm": "Train the whole LM (default: only with --lora-r 0; --no-train-lm with "
         "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
