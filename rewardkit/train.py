@@ -840,7 +840,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             options[key.strip()] = value.strip()
     task = task_cls(**convert_options(task_cls, options))
 
-    source = resolve_data(cfg, _DataBuildProgress(cfg) if cfg.progress else None)
+    source = resolve_data(cfg, _DataBuildProgress(cfg))
     if "://" not in source and not Path(source).exists() and "/" in source:
         raise RewardkitError(f"data {source} does not exist (give --data PATH or a hub name)")
     train_examples = task.load(source, cfg.train_split).examples
@@ -938,32 +938,38 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
 
 
 class _DataBuildProgress:
-    """A line, then a bar on stderr, while the embedded data set is synthesised on first use.
-    The bar starts at the first call, after make_datasets has forked its workers."""
+    """A line, then (with --progress) a bar on stderr, while the embedded data set is
+    synthesised on first use. Nothing starts before the first call, which comes after
+    make_datasets has forked its workers."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg, self.bar, self.task = cfg, None, None
+        self.cfg, self.bar, self.started = cfg, None, None
 
     def __call__(self, done: int, total: int) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        if self.bar is None:
+        if self.started is None:
+            self.started = time.perf_counter()
             click.echo(
-                f"building the embedded {self.cfg.task} data set ({self.cfg.data_size} train "
-                "items, dev and test a tenth each; first use only, eSpeak NG) ...",
+                f"building the embedded {self.cfg.task} data set ({total} utterances; first "
+                "use only, eSpeak NG) ...",
                 err=True,
             )
-            self.bar = Progress(
-                "utterances", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=Console(stderr=True), transient=True,
-            )  # fmt: skip
-            self.task = self.bar.add_task("data", total=total)
-            self.bar.start()
-        self.bar.update(self.task, completed=done, total=total)
+            if self.cfg.progress:
+                self.bar = Progress(
+                    "utterances", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True,
+                )  # fmt: skip
+                self.bar.add_task("data", total=total)
+                self.bar.start()
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], completed=done, total=total)
         if done >= total:
-            self.bar.stop()
-            click.echo(f"built {total} utterances", err=True)
+            if self.bar is not None:
+                self.bar.stop()
+            seconds = time.perf_counter() - self.started
+            click.echo(f"built {total} utterances in {seconds:.0f} s", err=True)
 
 
 def _within_prompt_budget(backend: Any, task: Any, examples: list[Any], limit: int) -> list[Any]:
