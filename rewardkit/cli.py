@@ -520,10 +520,7 @@ def configure_threads(argv: Sequence[str]) -> str | None:
         if "OMP_NUM_THREADS" in os.environ or not device.startswith("cpu"):
             return None
         threads = "1"
-        note = (
-            "rewardkit: 1 CPU thread (OMP_NUM_THREADS is unset; choose with "
-            "`rewardkit --threads N ...` or OMP_NUM_THREADS=N)"
-        )
+        note = "rewardkit: 1 CPU thread (OMP_NUM_THREADS is unset; more: rewardkit --threads N)"
     else:
         if not threads.isdigit() or int(threads) < 1:
             raise RewardkitError(f"--threads must be a positive integer, got {threads!r}")
