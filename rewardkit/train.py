@@ -938,8 +938,8 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
 
 
 class _DataBuildProgress:
-    """A line, then (with --progress) a bar on stderr, while the embedded data set is
-    synthesised on first use. Nothing starts before the first call, which comes after
+    """A line, then (with --progress, at a terminal) a bar on stderr, while the embedded data
+    set is synthesised on first use. Nothing starts before the first call, which comes after
     make_datasets has forked its workers."""
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -956,7 +956,7 @@ class _DataBuildProgress:
                 "use only, eSpeak NG) ...",
                 err=True,
             )
-            if self.cfg.progress:
+            if self.cfg.progress and sys.stderr.isatty():  # a log file gets the lines only
                 self.bar = Progress(
                     "utterances", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=Console(stderr=True), transient=True,
