@@ -457,7 +457,13 @@ def model_group() -> None:
 @click.option(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Projector init seed."
 )
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="float32",
+    show_default=True,
+    help="Data type of the saved weights.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def assemble_command(**options: Any) -> None:
     """Assemble a Qwen2AudioForConditionalGeneration from Whisper's encoder, a causal LM and a

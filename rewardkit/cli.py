@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +76,13 @@ def build_cli(registry: Registry) -> click.Group:
     @click.version_option(__version__, "-V", "--version", prog_name="rewardkit")
     @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
     @click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="CPU threads for torch (sets OMP_NUM_THREADS). Default: $OMP_NUM_THREADS if set, "
+        "else 1 on CPU.",
+    )
+    @click.option(
         "--disable-plugin",
         "disabled",
         multiple=True,
@@ -81,7 +90,9 @@ def build_cli(registry: Registry) -> click.Group:
         help="Do not load this plugin (repeatable; also $REWARDKIT_DISABLE_PLUGINS=a,b).",
     )
     @click.pass_context
-    def cli(ctx: click.Context, debug: bool, disabled: tuple[str, ...]) -> None:
+    def cli(
+        ctx: click.Context, debug: bool, threads: int | None, disabled: tuple[str, ...]
+    ) -> None:
         """rewardkit: GRPO for speech-aware language models with text-similarity rewards."""
         ctx.meta["rewardkit.debug"] = debug
         ctx.obj = registry
@@ -112,29 +123,38 @@ def plugins_command(registry: Registry, as_json: bool) -> None:
     if as_json:
         plugins = [vars(p) for p in registry.plugins.values()]
         click.echo(json.dumps({"entries": rows, "plugins": plugins}, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    elif sys.stdout.isatty():
+        click.echo(plugins_table(rows, shutil.get_terminal_size().columns))
+    else:  # piped: plain tab-separated rows, one per line, for grep, cut and awk
+        click.echo("\t".join(PLUGIN_COLUMNS))
+        for row in rows:
+            click.echo("\t".join(row[k] or "-" for k in PLUGIN_COLUMNS))
 
-    table = Table()
-    cells = [
-        [
-            row["name"] or "-",
-            row["kind"] or "-",
-            row["plugin"],
-            row["version"] or "-",
-            row["status"],
-        ]
-        for row in rows
-    ]
-    for k, column in enumerate(("name", "kind", "plugin", "version", "status")):
-        width = max([len(column)] + [len(c[k]) for c in cells])
-        table.add_column(column, no_wrap=True, min_width=min(width, 40), overflow="ellipsis")
-    table.add_column("description")
-    for row, cell in zip(rows, cells):
-        style = {"ok": "green", "disabled": "yellow"}.get(row["status"], "red")
-        table.add_row(*cell[:4], f"[{style}]{cell[4]}[/{style}]", row["summary"])
-    Console().print(table)
+
+#: The columns of ``rewardkit plugins`` when piped (tab-separated) and the keys of its rows.
+PLUGIN_COLUMNS = ("name", "kind", "plugin", "version", "status", "summary")
+
+
+def plugins_table(rows: list[dict[str, Any]], width: int = 80) -> str:
+    """The terminal table: one block per plugin (its name, version and status), then one line
+    per thing it registers (name, kind, description), cut to ``width`` columns."""
+    width = max(width, 40)
+    name_width = max([len(r["name"] or "") for r in rows] + [4])
+    styles = {"ok": "green", "disabled": "yellow", "error": "red"}
+    lines: list[str] = []
+    for plugin in dict.fromkeys(r["plugin"] for r in rows):
+        mine = [r for r in rows if r["plugin"] == plugin]
+        status = next((r["status"] for r in mine if r["name"] is None), "ok")
+        head = f"{plugin} {mine[0]['version'] or ''}".rstrip()
+        lines.append(f"{click.style(head, bold=True)}  {click.style(status, fg=styles[status])}")
+        for row in mine:
+            if row["name"] is None:  # the plugin's own row: why it is disabled or broken
+                for part in textwrap.wrap(row["summary"], width - 2):
+                    lines.append(f"  {part}")
+                continue
+            text = f"  {row['name']:<{name_width}}  {row['kind']:<7}  {row['summary']}"
+            lines.append(text if len(text) <= width else text[: width - 1] + "…")
+    return "\n".join(lines)
 
 
 def plugin_rows(registry: Registry) -> list[dict[str, Any]]:
@@ -398,7 +418,14 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
     type=click.IntRange(min=1),
     help="Corruption edits per ladder.",
 )
-@click.option("--group-size", "-g", default=8, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--group-size",
+    "-g",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Completions per group (G) in the discrimination section.",
+)
 @click.option(
     "--bootstrap",
     default=1000,
@@ -406,7 +433,13 @@ def run_score(registry: Registry, config: ScoreConfig) -> None:
     type=click.IntRange(min=10),
     help="Bootstrap resamples for confidence intervals (with --human).",
 )
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of every random choice.",
+)
 @click.option(
     "--output-dir",
     "-o",
@@ -487,8 +520,69 @@ def _disabled_in(argv: Sequence[str]) -> list[str]:
     return names
 
 
+#: Commands whose log mentions the thread setup rewardkit chose (the ones that run models).
+COMPUTE_COMMANDS = ("train", "eval", "bench", "serve", "model")
+
+
+def _option_in(argv: Sequence[str], name: str) -> str | None:
+    """The last value of ``name VALUE`` or ``name=VALUE`` in argv, read before click parses."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def configure_threads(argv: Sequence[str]) -> str | None:
+    """Set the CPU thread count before torch loads; returns the line to log, if any.
+
+    ``--threads N`` (before the command) wins, then an explicit ``$OMP_NUM_THREADS``. With
+    neither, a CPU run gets one thread: rewardkit's models are small, and with torch's default
+    (one thread per core) OpenMP's busy-waiting made the README's training demo 21x slower on a
+    2-core machine (benchmarks/results/threads.md). A run on another ``--device`` is left alone.
+    """
+    threads = _option_in(argv, "--threads")
+    if threads is None:
+        device = _option_in(argv, "--device") or "cpu"
+        if "OMP_NUM_THREADS" in os.environ or not device.startswith("cpu"):
+            return None
+        threads = "1"
+        note = "rewardkit: 1 CPU thread (OMP_NUM_THREADS is unset; more: rewardkit --threads N)"
+    else:
+        if not threads.isdigit() or int(threads) < 1:
+            raise RewardkitError(f"--threads must be a positive integer, got {threads!r}")
+        note = None
+    os.environ["OMP_NUM_THREADS"] = threads
+    if "torch" in sys.modules:  # too late for the variable (e.g. in tests): tell torch directly
+        sys.modules["torch"].set_num_threads(int(threads))
+    quiet = any(arg in ("-h", "--help") for arg in argv)
+    return note if _command_in(argv) in COMPUTE_COMMANDS and not quiet else None
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command's name: the first argument that is not a group option or its value."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--threads", "--disable-plugin"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        note = configure_threads(argv)
+    except RewardkitError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if note:
+        click.echo(note, err=True)
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         registry = load_registry(disabled=_disabled_in(argv))

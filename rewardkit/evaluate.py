@@ -619,7 +619,7 @@ def print_table(results: dict[str, Any]) -> None:
     default=None,
     help="Data directory, file or hub name (default: the run's, else the embedded data set).",
 )
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
 @click.option(
     "--runs",
     default=1,
@@ -628,8 +628,10 @@ def print_table(results: dict[str, Any]) -> None:
     help="Sampled runs with seeds seed, seed+1, ...; mean ± std per metric.",
 )
 @click.option("--greedy", is_flag=True, help="One deterministic greedy run.")
-@click.option("--temperature", default=0.9, show_default=True, type=float)
-@click.option("--top-p", default=0.9, show_default=True, type=float)
+@click.option(
+    "--temperature", default=0.9, show_default=True, type=float, help="Sampling temperature."
+)
+@click.option("--top-p", default=0.9, show_default=True, type=float, help="Nucleus sampling.")
 @click.option("--max-new-tokens", default=None, type=int, help="Default: the run's, else 200.")
 @click.option(
     "--metrics",
@@ -638,8 +640,12 @@ def print_table(results: dict[str, Any]) -> None:
     help="Comma-separated; also bertscore, comet, ter (or any reward spec).",
 )
 @click.option("--limit", default=None, type=int, help="Evaluate the first N examples only.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of the first run (then +1, ...)."
+)
+@click.option(
+    "--batch-size", default=8, show_default=True, type=int, help="Prompts generated at once."
+)
 @click.option("--backend", default=None, help="Policy backend (default: the run's, else hf).")
 @click.option("--device", default=None, help="Default: the run's, else cpu.")
 @click.option(
@@ -648,7 +654,9 @@ def print_table(results: dict[str, Any]) -> None:
     default=None,
     help="Default: RUN/eval/<checkpoint>-<split>, else eval/<model>-<split>.",
 )
-@click.option("--progress/--no-progress", default=True)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
 @click.pass_obj
 def eval_command(registry: Any, **options: Any) -> None:
     """Evaluate a model or a training run on a split: BLEU, chrF, ROUGE, METEOR, ..."""

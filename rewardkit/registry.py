@@ -88,6 +88,8 @@ class Registry:
         self.pm = pm
         self.plugins = plugins
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        #: (kind, name) -> the disabled built-in plugin that would register it
+        self.disabled_names: dict[tuple[str, str], str] = {}
 
     # --- queries ---
 
@@ -101,6 +103,11 @@ class Registry:
     def get(self, kind: str, name: str) -> Any:
         """The registered object, or an error listing the available names."""
         entry = self._entries[kind].get(name)
+        if entry is None and (kind, name) in self.disabled_names:
+            raise RegistryError(
+                f"{kind} {name!r} belongs to plugin '{self.disabled_names[kind, name]}', which "
+                f"is disabled (--disable-plugin or ${DISABLE_ENV})"
+            )
         if entry is None:
             available = ", ".join(self.names(kind)) or "none"
             hint = ""
@@ -141,7 +148,8 @@ class Registry:
     def check_spec(self, spec: str) -> list[RewardPart]:
         """Parse a spec and check its names and options without building anything (no model
         loads), so a typo fails before a long run starts."""
-        parts = parse_reward_spec(spec, lambda name: name in self._entries["reward"])
+        known = set(self._entries["reward"]) | {n for k, n in self.disabled_names if k == "reward"}
+        parts = parse_reward_spec(spec, lambda name: name in known)
         for part in parts:
             convert_options(self.get("reward", part.name), part.options)
         return parts
@@ -304,7 +312,24 @@ def load_registry(
     registry = Registry(pm, statuses)
     for kind, hook_name in _HOOKS.items():
         registry._collect(kind, hook_name)
+    for name, status in statuses.items():
+        if builtins and status.status == "disabled" and name in BUILTIN_PLUGINS:
+            registry.disabled_names.update(_names_of(BUILTIN_PLUGINS[name], name))
     return registry
+
+
+def _names_of(module_name: str, plugin: str) -> dict[tuple[str, str], str]:
+    """What a built-in plugin would register (its module is light to import), so a disabled
+    plugin's reward is reported as disabled rather than unknown."""
+    module = importlib.import_module(module_name)
+    names: dict[tuple[str, str], str] = {}
+    for kind, hook_name in _HOOKS.items():
+        hook = getattr(module, hook_name, None)
+        if hook is not None:
+            found: list[Any] = []
+            hook(found.append)
+            names.update({(kind, obj.name): plugin for obj in found})
+    return names
 
 
 def _check_pending(pm: pluggy.PluginManager, statuses: dict[str, PluginStatus]) -> None:

@@ -81,6 +81,9 @@ SCHEDULES = ("constant", "linear", "cosine")
 # task -> `rewardkit data make --task` (asr listens to the translation set's English speech)
 TASK_DATA = {"speech_translation": "st", "spoken_qa": "qa", "asr": "st"}
 TRAINER_STATE = "trainer_state.json"
+# task -> the bundled warm start a run starts from when --model is not given
+DEFAULT_MODELS = {"spoken_qa": "small-voxtral-qa"}
+DEFAULT_MODEL = "small-voxtral-st"  # every other task's (the default run's)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +103,7 @@ class TrainConfig:
     data_size: int = 2000  # size of the data set built when --data is not given and missing
     train_split: str = "train"
     eval_split: str = "dev"
-    model: str = "small-voxtral-st"  # the bundled SFT warm start (rewardkit/data/models)
+    model: str | None = None  # default: the task's bundled SFT warm start (DEFAULT_MODELS)
     lora_r: int = 0  # 0: full fine-tuning (the small default); LoRA rank otherwise
     lora_alpha: int = 16
     train_encoder: bool = False  # also train the audio encoder (the projector is always trained)
@@ -166,6 +169,8 @@ class TrainConfig:
     tensorboard: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.model is None:  # the stored config names the model the run started from
+            object.__setattr__(self, "model", DEFAULT_MODELS.get(self.task, DEFAULT_MODEL))
         self.validate()
 
     def validate(self) -> None:
@@ -395,9 +400,11 @@ class DataOrder:
         return {"epoch": self.epoch, "position": self.position}
 
 
-def resolve_data(cfg: TrainConfig) -> str:
+def resolve_data(cfg: TrainConfig, progress: Any = None) -> str:
     """The data source: ``--data``, or the embedded data set of ``data_size`` items in the cache
-    (one folder per task, size and seed, side by side; built when missing, reused otherwise)."""
+    (one folder per task, size and seed, side by side; built when missing, reused otherwise).
+    ``progress(done, total)`` is called as utterances are synthesised (not at all when the
+    cached set is reused)."""
     if cfg.data is not None:
         return cfg.data
     from rewardkit.speech import make
@@ -406,7 +413,9 @@ def resolve_data(cfg: TrainConfig) -> str:
         raise RewardkitError(
             f"task {cfg.task!r} has no embedded data set; give --data PATH_OR_HUB_NAME"
         )
-    return str(make.embedded_data(TASK_DATA[cfg.task], size=cfg.data_size, seed=0))
+    return str(
+        make.embedded_data(TASK_DATA[cfg.task], size=cfg.data_size, seed=0, progress=progress)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -878,7 +887,7 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
             options[key.strip()] = value.strip()
     task = task_cls(**convert_options(task_cls, options))
 
-    source = resolve_data(cfg)
+    source = resolve_data(cfg, _DataBuildProgress(cfg))
     if "://" not in source and not Path(source).exists() and "/" in source:
         raise RewardkitError(f"data {source} does not exist (give --data PATH or a hub name)")
     train_examples = task.load(source, cfg.train_split).examples
@@ -983,6 +992,41 @@ def build_trainer(cfg: TrainConfig, registry: Any) -> Trainer:
     )
 
 
+class _DataBuildProgress:
+    """A line, then (with --progress, at a terminal) a bar on stderr, while the embedded data
+    set is synthesised on first use. Nothing starts before the first call, which comes after
+    make_datasets has forked its workers."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg, self.bar, self.started = cfg, None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        if self.started is None:
+            self.started = time.perf_counter()
+            click.echo(
+                f"building the embedded {self.cfg.task} data set ({total} utterances; first "
+                "use only, eSpeak NG) ...",
+                err=True,
+            )
+            if self.cfg.progress and sys.stderr.isatty():  # a log file gets the lines only
+                self.bar = Progress(
+                    "utterances", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True,
+                )  # fmt: skip
+                self.bar.add_task("data", total=total)
+                self.bar.start()
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], completed=done, total=total)
+        if done >= total:
+            if self.bar is not None:
+                self.bar.stop()
+            seconds = time.perf_counter() - self.started
+            click.echo(f"built {total} utterances in {seconds:.0f} s", err=True)
+
+
 def _within_prompt_budget(backend: Any, task: Any, examples: list[Any], limit: int) -> list[Any]:
     """The examples whose prompt (template and audio tokens included) fits ``limit`` tokens."""
     if not hasattr(backend, "prompt_tokens"):
@@ -1075,6 +1119,12 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
             tr.step, tr.best = state["step"], state["best"]
             saved = tr.step
             tr.order = DataOrder(len(tr.train_examples), cfg.seed, **state["data"])
+            if dist.is_main:  # the validation curve so far, for the terminal's summary
+                tr.extra["curve"] = [
+                    (r["step"], _selection_value(cfg, r))
+                    for r in run.read_metrics("validation")
+                    if r["step"] <= tr.step
+                ]
         else:
             info = {f"params_{k}": v for k, v in tr.backend.trainable_parameters().items()}
             run.log(0, {**info, **tr.extra["dropped"]}, split="info")
@@ -1084,7 +1134,7 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         warmup = _warmup_steps(cfg)
         columns = (
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=10),  # leaves the validation metric room at 80 columns
             MofNCompleteColumn(),
             TextColumn("{task.fields[live]}"),
             TimeRemainingColumn(),
@@ -1109,7 +1159,8 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
                 metrics["step_time"] = time.perf_counter() - t0
                 metrics["epoch"] = float(tr.order.epoch)
                 run.log(tr.step, metrics)
-                progress.update(bar, advance=1, live=_live(metrics),
+                live = "  ".join(filter(None, (_live_validation(tr), _live(metrics))))
+                progress.update(bar, advance=1, live=live,
                                 description=_phase(cfg, tr.step + 1))  # fmt: skip
                 if _after_step(tr, run, steps):
                     saved = tr.step
@@ -1129,10 +1180,13 @@ def train(cfg: TrainConfig, registry: Any = None) -> Path:
         stop.closing = True
         run.close(status)
         stop.__exit__()
+    plots = []
     if cfg.plot and dist.is_main:
         from rewardkit.plots import plot_run
 
-        plot_run(run.path)
+        plots = plot_run(run.path)
+    if dist.is_main:
+        click.echo(_summary(tr, run.path, plots), err=True)
     return run.path
 
 
@@ -1169,15 +1223,62 @@ def _phase(cfg: TrainConfig, step: int) -> str:
 
 
 def _live(metrics: Mapping[str, float]) -> str:
-    parts = []
+    """The progress bar's training part (kl, timings and the rest are in metrics.jsonl)."""
     if "reward_mean" in metrics:
-        parts.append(f"reward {metrics['reward_mean']:.3f}")
-    if "kl" in metrics:
-        parts.append(f"kl {metrics['kl']:.4f}")
-    if "nll" in metrics:
-        parts.append(f"nll {metrics['nll']:.3f}")
-    parts.append(f"{metrics['step_time']:.1f}s/step")
-    return "  ".join(parts)
+        return f"reward {metrics['reward_mean']:.3f}"
+    return f"nll {metrics['nll']:.3f}" if "nll" in metrics else ""
+
+
+def _metric_name(cfg: TrainConfig) -> str:
+    return f"{cfg.eval_split} {cfg.eval_metric}"  # e.g. "dev bleu"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def _best(curve: Sequence[tuple[int, float]]) -> tuple[int, float]:
+    """The first (step, value) with the highest value, as the best checkpoint is chosen."""
+    return max(curve, key=lambda point: (point[1], -point[0]))
+
+
+def _live_validation(tr: Trainer) -> str:
+    """The progress bar's validation part: the latest value and the best so far."""
+    curve = tr.extra.get("curve")
+    if not curve:
+        return ""
+    best = _best(curve)[1]
+    return f"{_metric_name(tr.cfg)} {_fmt(curve[-1][1])} (best {_fmt(best)})"
+
+
+def _validation_line(tr: Trainer) -> str:
+    """The line printed after each evaluation: the value, the start and the best so far."""
+    curve = tr.extra["curve"]
+    step, value = curve[-1]
+    line = f"step {step}: {_metric_name(tr.cfg)} {_fmt(value)}"
+    if len(curve) == 1:
+        return line + " (start)"
+    best_step, best = _best(curve)
+    return line + f"  start {_fmt(curve[0][1])}  best {_fmt(best)} (step {best_step})"
+
+
+def _summary(tr: Trainer, run_dir: Path, plots: Sequence[Path]) -> str:
+    """The closing lines: start -> best -> last of the validation metric; the run and its plot."""
+    lines = []
+    curve = tr.extra.get("curve")
+    if curve:
+        best_step, best = _best(curve)
+        last_step, last = curve[-1]
+        lines.append(
+            f"{_metric_name(tr.cfg)}: {_fmt(curve[0][1])} at step {curve[0][0]} -> best "
+            f"{_fmt(best)} at step {best_step} -> last {_fmt(last)} at step {last_step}"
+        )
+    curves = [p for p in plots if Path(p).name == "curves.png"]
+    where = f"run: {run_dir}"
+    if curves:
+        where += f" (plot: {curves[0]})"
+    lines.append(where)
+    return "\n".join(lines)
 
 
 def _after_step(tr: Trainer, run: Any, steps: int) -> bool:
@@ -1205,6 +1306,9 @@ def _validate(tr: Trainer, run: Any) -> dict[str, float]:
     metrics, rows = evaluate(tr)
     run.log(tr.step, metrics, split="validation")
     run.log_samples(tr.step, rows)
+    if tr.backend.dist.is_main:  # the terminal shows the metric at every evaluation
+        tr.extra.setdefault("curve", []).append((tr.step, _selection_value(tr.cfg, metrics)))
+        click.echo(_validation_line(tr), err=True)
     return metrics
 
 
@@ -1295,43 +1399,121 @@ def _option_name(f: Any) -> str:
     return "--" + f.name.replace("_", "-")
 
 
+#: Help text of each ``rewardkit train`` option (a test checks that every field has one).
+OPTION_HELP = {
+    "algo": "grpo, or sft (the supervised baseline on the references).",
+    "reward": "Reward spec, e.g. bleu or bleu=0.7,chrf=0.3.",
+    "backend": "Policy backend: hf, or deepspeed (ZeRO 0-3, one or more processes).",
+    "task": "Task adapter: speech_translation, spoken_qa, asr, text.",
+    "task_options": "Task options, KEY=VALUE,... (e.g. tgt_lang=de,templates=fixed).",
+    "data": "Data directory, file or hub name.",
+    "data_size": "Train items of the embedded data set built when no --data is given.",
+    "train_split": "Split to train on.",
+    "eval_split": "Split to validate on.",
+    "model": "A bundled model, a named tiny spec, a save_pretrained directory or a hub id.",
+    "lora_r": "LoRA rank; 0: full fine-tuning.",
+    "lora_alpha": "LoRA alpha.",
+    "train_encoder": "Also train the audio encoder (the projector is always trained).",
+    "train_lm": "Train the whole LM; --no-train-lm with --lora-r 0 trains the projector alone "
+    "(e.g. to align a freshly assembled model).",
+    "device": "cpu, cuda, cuda:N, ...",
+    "bf16": "Compute in bfloat16.",
+    "zero_stage": "deepspeed backend: ZeRO stage 0-3.",
+    "deepspeed_config": "deepspeed backend: a DeepSpeed JSON file (its auto values are filled).",
+    "offload_optimizer": "deepspeed backend: optimizer state to CPU (ZeRO 1-3).",
+    "offload_params": "deepspeed backend: parameters to CPU (ZeRO-3).",
+    "fp16": "deepspeed backend: fp16 with loss scaling (hf: use --bf16).",
+    "gather_for_generation": "deepspeed ZeRO-3: gather the weights to generate (else the ranks "
+    "generate in sync).",
+    "learning_rate": "AdamW learning rate.",
+    "lr_schedule": "Learning-rate schedule after the warm-up.",
+    "warmup_steps": "Linear learning-rate warm-up steps.",
+    "weight_decay": "AdamW weight decay.",
+    "max_grad_norm": "Gradient clipping norm.",
+    "steps": "Training steps (after the SFT warm-up).",
+    "epochs": "Train for this many epochs instead of --steps.",
+    "sft_warmup_steps": "GRPO only: SFT steps before the GRPO steps (one optimizer and schedule).",
+    "batch_size": "Prompts per step (over all ranks).",
+    "grad_accum": "Micro-batches per step (the step's prompts are split between them).",
+    "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
+    "group_size": "Completions per prompt, G (paper: 8).",
+    "max_new_tokens": "Longest completion, in tokens.",
+    "temperature": "Sampling temperature of the training completions (paper: 1.0).",
+    "top_p": "Nucleus sampling of the training completions.",
+    "tempered_logprobs": "Log-probs (policy, old, reference) of logits / --temperature, the "
+    "distribution sampled, as TRL and verl; --no-tempered-logprobs: of the model's own logits "
+    "(the KL term is then between the models themselves).",
+    "gradient_checkpointing": "Recompute the LM's activations in backward: less memory "
+    "(ZeRO-3's step peak: benchmarks/results/zero3_step_memory), the same results.",
+    "loss_type": "Loss normalisation: dapo, grpo, dr_grpo, bnpo (as TRL's).",
+    "beta": "KL weight; the reference policy is the starting model (paper: 0.02).",
+    "epsilon_low": "Lower clipping range of the importance ratio.",
+    "epsilon_high": "Upper clipping range of the importance ratio.",
+    "scale_rewards": "Advantage scaling: by the group's std, the batch's, or none.",
+    "std_floor": "Smallest advantage denominator (see --std-mode).",
+    "std_mode": "Advantage denominator: floor = max(std, --std-floor); add = std + --std-floor "
+    "(TRL's std + 1e-4).",
+    "kl_bias_correction": "Multiply the k3 KL by the importance ratio (TRL's "
+    "use_bias_correction_kl).",
+    "num_iterations": "Updates per generation, mu.",
+    "mask_truncated": "Leave completions cut at --max-new-tokens out of the loss.",
+    "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",
+    "off_policy_k": "MP-GRPO: reference answers per group.",
+    "eval_interval": "Evaluate every N steps, at step 0 and at the end; 0: never.",
+    "eval_metric": "Validation metric for the best checkpoint: reward or a reward name.",
+    "eval_examples": "Validate on the first N examples of the split.",
+    "eval_temperature": "Validation sampling temperature (with --no-eval-greedy).",
+    "eval_top_p": "Validation nucleus sampling (with --no-eval-greedy).",
+    "eval_greedy": "Validate with greedy decoding; --no-eval-greedy samples (the paper's).",
+    "save_interval": "Also save a checkpoint every N steps; 0: at evaluations and the end only.",
+    "save": "--no-save: write no checkpoints at all (the run cannot be resumed).",
+    "keep_last": "Checkpoints kept besides the best.",
+    "log_samples": "Validation completions written to samples/ at each evaluation.",
+    "seed": "Seed of the data order, sampling and initialisation.",
+    "output_dir": "Run directory.",
+    "resume": "Continue the run in this directory exactly.",
+    "plot": "Write PNG plots at the end.",
+    "progress": "Show a progress bar.",
+    "tensorboard": "Write TensorBoard events.",
+}
+
+#: What a default of None means, for the help.
+NONE_DEFAULTS = {
+    "data": "the embedded data set",
+    "model": "small-voxtral-qa for spoken_qa, else small-voxtral-st",
+    "train_lm": "on with --lora-r 0",
+    "zero_stage": "the DeepSpeed config's, else 2",
+    "deepspeed_config": "none",
+    "epochs": "none",
+    "max_prompt_tokens": "none",
+    "eval_examples": "all",
+    "output_dir": "runs/<algo>-<time>",
+    "resume": "none",
+    "tensorboard": "when tensorboard is installed",
+}
+
+
+def _default_text(name: str) -> str:
+    value = getattr(TrainConfig(), name) if name != "model" else None
+    if value is None:
+        return NONE_DEFAULTS[name]
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return repr(value) if value == "" else str(value)
+
+
 def _click_options(func: Any) -> Any:
-    """One option per TrainConfig field (default None: only given options override)."""
+    """One option per TrainConfig field (default None: only given options override); the
+    help shows each field's default."""
     hints = _field_types()
-    helps = {
-        "algo": "grpo (default) or sft.",
-        "reward": "Reward spec, e.g. bleu or bleu=0.7,chrf=0.3.",
-        "task": "Task adapter (speech_translation, spoken_qa, ...).",
-        "data": "Data directory, file or hub name (default: the embedded data set).",
-        "group_size": "Completions per prompt, G (paper: 8).",
-        "max_prompt_tokens": "Leave out examples whose prompt (audio tokens included) is longer.",
-        "beta": "KL weight (paper: 0.02).",
-        "gradient_checkpointing": "Recompute the LM's activations in backward: less memory "
-        "(ZeRO-3's step peak: benchmarks/results/zero3_step_memory), the same results.",
-        "train_encoder": "Also train the audio encoder (default: projector and LM only).",
-        "train_lm": "Train the whole LM (default: only with --lora-r 0; --no-train-lm with "
-        "--lora-r 0 trains the projector alone, e.g. to align a freshly assembled model).",
-        "num_iterations": "Updates per generation, mu.",
-        "tempered_logprobs": "Log-probs (policy, old, reference) of logits / --temperature, the "
-        "distribution sampled, as TRL and verl (default); --no-tempered-logprobs: of the "
-        "model's own logits (temperature 1): the KL term is then between the models themselves.",
-        "std_mode": "Advantage denominator: floor = max(std, --std-floor) (default); add = std + "
-        "--std-floor (TRL's std + 1e-4).",
-        "kl_bias_correction": "Multiply the k3 KL by the importance ratio (TRL's "
-        "use_bias_correction_kl, its default; off by default here).",
-        "eval_interval": "Evaluate every N steps, at step 0 and at the end; 0: never.",
-        "save": "--no-save: write no checkpoints at all (the run cannot be resumed).",
-        "off_policy": "none, or reference (MP-GRPO: the reference answer joins each group).",
-        "eval_metric": "Validation metric for the best checkpoint: reward or a reward name.",
-        "resume": "Continue the run in this directory exactly.",
-    }
     for f in reversed(fields(TrainConfig)):
         hint = hints[f.name]
         base = hint
         if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
             base = next(a for a in typing.get_args(hint) if a is not type(None))
         name = _option_name(f)
-        kwargs: dict[str, Any] = {"default": None, "help": helps.get(f.name)}
+        text = f"{OPTION_HELP[f.name]}  [default: {_default_text(f.name)}]"
+        kwargs: dict[str, Any] = {"default": None, "help": text}
         if base is bool:
             decl = f"{name}/--no-{name[2:]}"
             func = click.option(decl, f.name, **kwargs)(func)
@@ -1349,7 +1531,7 @@ def _click_options(func: Any) -> Any:
     "--config",
     "config_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML or YAML file with the same keys; options given here override it.",
+    help="TOML or YAML file with the same keys; options given here override it.  [default: none]",
 )
 @_click_options
 @click.pass_obj

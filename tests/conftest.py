@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# One CPU thread unless the developer chose (as `rewardkit` itself does): with torch's default of
+# one thread per core, OpenMP busy-waiting makes timings swing 10-30x on small shared machines.
+# Set before any test imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

@@ -66,11 +66,12 @@ def test_plugins_table_shows_disabled_and_broken_plugins():
     reg = rewardkit.load_registry(
         ["rouge_rewards"], entry_points=False, plugins={"broken": Broken()}
     )
-    result = CliRunner().invoke(build_cli(reg), ["plugins"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(build_cli(reg), ["plugins"])
     assert result.exit_code == 0
-    assert "disabled" in result.output
-    words = " ".join(result.output.replace("│", " ").split())
-    assert "broken - error register_rewards raised ValueError: missing config" in words
+    assert f"-\t-\trouge_rewards\t{rewardkit.__version__}\tdisabled\t-" in result.output
+    assert "-\t-\tbroken\t-\terror\tregister_rewards raised ValueError: missing config" in (
+        result.output
+    )
 
 
 def test_score_sample_tsv_and_corpus_bleu(registry):
@@ -208,10 +209,7 @@ def test_main_disable_plugin_is_read_before_parsing(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--disable-plugin", "sacrebleu_rewards", "score", "--sample", "-r", "bleu"])
     assert info.value.code == 2
-    assert (
-        "unknown reward 'bleu'; available: bertscore, comet, meteor, rouge1"
-        in capsys.readouterr().err
-    )
+    assert "reward 'bleu' belongs to plugin 'sacrebleu_rewards'" in capsys.readouterr().err
 
 
 HEAVY = [
@@ -291,3 +289,130 @@ def test_plugin_may_not_replace_a_command():
     result = run(reg, "score", "--sample")
     assert result.exit_code == 0 and "hijacked" not in result.output
     assert reg.plugins["hijack"].error == "register_commands tried to replace command 'score'"
+
+
+# --- the thread setup, plugins table, help defaults, disabled plugins ---------------------------
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """configure_threads with a clean OMP_NUM_THREADS; torch's thread count restored after."""
+    from rewardkit.cli import configure_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch else None
+    yield configure_threads
+    if torch:
+        torch.set_num_threads(before)
+
+
+def test_unset_threads_become_one_and_the_log_says_so(threads):
+    import os
+
+    note = threads(["train", "--steps", "2"])
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert note.startswith("rewardkit: 1 CPU thread (OMP_NUM_THREADS is unset")
+    assert threads(["plugins"]) is None  # set, but only commands that run models say so
+
+
+def test_explicit_threads_are_honoured(threads, monkeypatch):
+    import os
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads(["train"]) is None and os.environ["OMP_NUM_THREADS"] == "3"
+    assert threads(["--threads", "2", "train"]) is None and os.environ["OMP_NUM_THREADS"] == "2"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads(["train", "--device", "cuda"]) is None  # not a CPU run: left alone
+    assert "OMP_NUM_THREADS" not in os.environ
+    with pytest.raises(rewardkit.RewardkitError, match="--threads must be a positive integer"):
+        threads(["--threads", "0", "train"])
+
+
+def test_main_logs_the_thread_setup_once(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch else None
+    try:
+        with pytest.raises(SystemExit):
+            main(["train", "--data", str(tmp_path / "missing"), "--steps", "1"])
+    finally:
+        if torch:
+            torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    assert err.count("CPU thread") == 1
+
+
+def test_plugins_piped_prints_tab_separated_rows(registry):
+    result = run(registry, "plugins")  # CliRunner's stdout is not a terminal
+    lines = result.stdout.splitlines()
+    assert lines[0] == "name\tkind\tplugin\tversion\tstatus\tsummary"
+    assert all(len(line.split("\t")) == 6 for line in lines)
+    assert "bleu\treward\tsacrebleu_rewards\t" in result.stdout
+    assert "│" not in result.stdout and "\x1b[" not in result.stdout
+
+
+def test_plugins_table_fits_80_columns():
+    import click
+
+    from rewardkit.cli import plugin_rows, plugins_table
+
+    class Broken:
+        @rewardkit.hookimpl
+        def register_rewards(self, register):
+            raise ValueError("missing config " + "x" * 150)
+
+    reg = rewardkit.load_registry(
+        ["rouge_rewards"], entry_points=False, plugins={"broken": Broken()}
+    )
+    table = click.unstyle(plugins_table(plugin_rows(reg), 80))
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert "rouge_rewards 0.1.0  disabled" in table.replace(rewardkit.__version__, "0.1.0")
+    assert "broken  error" in table and "missing config" in table
+    assert any(line.split()[:2] == ["bleu", "reward"] for line in table.splitlines())
+
+
+def test_a_disabled_plugins_reward_is_reported_as_disabled(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--disable-plugin", "sacrebleu_rewards", "score", "--sample", "-r", "bleu=0.5,chrf"])
+    assert info.value.code == 2
+    assert (
+        "Error: reward 'bleu' belongs to plugin 'sacrebleu_rewards', which is disabled"
+        in capsys.readouterr().err
+    )
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_option_has_help_and_shows_its_default(registry):
+    """Every option of every command says what it does and, where it has a default, shows it
+    (train's options: always, as "[default: ...]")."""
+    import click
+
+    group = build_cli(registry)
+    missing, no_default = [], []
+    for path, command in _commands(group):
+        ctx = click.Context(command, info_name=path[-1])
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name == "help":
+                continue
+            record = param.get_help_record(ctx)
+            label = f"{' '.join(path)} {param.opts[0]}"
+            if not param.help:
+                missing.append(label)
+            default = param.get_default(ctx, call=False)
+            has_default = not (param.is_flag or param.multiple) and isinstance(
+                default, (str, int, float)
+            )  # click marks "no default" with a sentinel
+            meaningful = has_default or path == ("train",)
+            if meaningful and "[default:" not in record[1]:
+                no_default.append(label)
+    assert not missing, f"options without help: {missing}"
+    assert not no_default, f"options whose default is not shown: {no_default}"

@@ -105,8 +105,13 @@ def test_disable_builtin_by_argument_and_environment(monkeypatch):
     )
     reg = rewardkit.load_registry(entry_points=False)
     assert reg.names("reward") == ["rouge1", "rouge2", "rougel"]
-    with pytest.raises(rewardkit.RegistryError, match="unknown reward 'bleu'; available: rouge1"):
+    with pytest.raises(
+        rewardkit.RegistryError,
+        match="reward 'bleu' belongs to plugin 'sacrebleu_rewards', which is disabled",
+    ):  # not "unknown": the name is a disabled plugin's
         reg.build_reward("bleu")
+    with pytest.raises(rewardkit.RegistryError, match="unknown reward 'blue'; available: rouge1"):
+        reg.build_reward("blue")
 
 
 class FakeEntryPoint:

@@ -471,3 +471,66 @@ def test_a_run_from_before_tempered_logprobs_resumes_untempered(registry, data, 
     assert result.exit_code == 0, result.output
     assert RunDir(part).config()["tempered_logprobs"] is False
     assert [r["step"] for r in RunDir(part).read_metrics("train")] == [1, 2, 3]
+
+
+def _tiny_args(data, out, **extra):
+    options = {**TINY, "data": data, "output_dir": str(out), **extra}
+    args = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def test_the_terminal_shows_the_validation_metric_and_a_summary(registry, data, tmp_path):
+    """Every evaluation prints the metric (start, then with the start and the best so far); the
+    run ends with start -> best -> last and where the run and its plot are."""
+    out = tmp_path / "run"
+    result = cli(registry, *_tiny_args(data, out, steps=4, eval_interval=2, plot=True))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    values = {r["step"]: r["reward_mean"] for r in RunDir(out).read_metrics("validation")}
+    assert sorted(values) == [0, 2, 4]
+    shown = [line for line in lines if line.startswith("step ")]
+    assert shown[0] == f"step 0: dev reward {values[0]:.4f} (start)"
+    best_step = max(values, key=lambda s: (values[s], -s))
+    assert shown[2] == (
+        f"step 4: dev reward {values[4]:.4f}  start {values[0]:.4f}  "
+        f"best {values[best_step]:.4f} (step {best_step})"
+    )
+    assert (
+        f"dev reward: {values[0]:.4f} at step 0 -> best {values[best_step]:.4f} at step "
+        f"{best_step} -> last {values[4]:.4f} at step 4"
+    ) in lines
+    assert f"run: {out} (plot: {out / 'plots' / 'curves.png'})" in lines
+
+
+def test_the_default_model_depends_on_the_task():
+    assert TrainConfig().model == "small-voxtral-st"  # the default run's, unchanged
+    assert make_config({"task": "spoken_qa"}).model == "small-voxtral-qa"
+    assert make_config({"task": "spoken_qa", "model": "tiny-voxtral"}).model == "tiny-voxtral"
+    assert make_config({"task": "asr"}).model == "small-voxtral-st"
+    ctx = train_command.make_context("train", ["--task", "spoken_qa"])
+    given = {k: v for k, v in ctx.params.items() if v is not None and k != "config_file"}
+    assert make_config(given).model == "small-voxtral-qa"
+
+
+def test_spoken_qa_trains_from_its_bundled_warm_start(registry, tmp_path, monkeypatch):
+    """`rewardkit train --task spoken_qa` with the default model: the embedded QA set is built
+    (a line says so), and a GRPO run starts from small-voxtral-qa."""
+    from rewardkit.speech import espeak
+
+    monkeypatch.setenv("REWARDKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(espeak, "_engine", None)
+    out = tmp_path / "qa"
+    args = ["--task", "spoken_qa", "--data-size", "10", "--steps", "1", "--batch-size", "2"]
+    args += ["--group-size", "2", "--max-new-tokens", "4", "--eval-examples", "2"]
+    args += ["--no-progress", "--no-plot", "--no-tensorboard", "--output-dir", str(out)]
+    result = cli(registry, *args)
+    assert result.exit_code == 0, result.output
+    assert "building the embedded spoken_qa data set (12 utterances" in result.stderr
+    assert RunDir(out).config()["model"] == "small-voxtral-qa"
+    assert [r["step"] for r in RunDir(out).read_metrics("validation")] == [0, 1]

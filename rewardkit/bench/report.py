@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +377,18 @@ def _ladder_plot(results: Results, out: Path, plt: Any) -> str:
     return "ladders.png"
 
 
+def label_colour(rgba: Sequence[float]) -> str:
+    """Black or white, whichever reads better on a cell of this colour (relative luminance,
+    WCAG's formula: dark cells get white text)."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(float(c)) for c in rgba[:3])
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return "black" if luminance > 0.179 else "white"
+
+
 def _agreement_plot(results: Results, out: Path, plt: Any, np: Any) -> str:
     rewards = results.rewards
     matrix = np.array([[results.agreement[a][b] for b in rewards] for a in rewards], dtype=float)
@@ -385,7 +398,9 @@ def _agreement_plot(results: Results, out: Path, plt: Any, np: Any) -> str:
     ax.set_yticks(range(len(rewards)), rewards)
     for i in range(len(rewards)):
         for j in range(len(rewards)):
-            ax.text(j, i, _f(matrix[i, j], 2), ha="center", va="center", fontsize=7)
+            cell = image.cmap(image.norm(matrix[i, j]))  # RGBA of the cell (NaN: the "bad" one)
+            ax.text(j, i, _f(matrix[i, j], 2), ha="center", va="center", fontsize=7,
+                    color=label_colour(cell))  # fmt: skip
     fig.colorbar(image, ax=ax, label="within-group Kendall tau_b")
     ax.set_title("Agreement between rewards")
     fig.tight_layout()

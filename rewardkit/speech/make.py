@@ -539,10 +539,12 @@ def cache_folder(task: str, settings: dict[str, Any]) -> Path:
     return default_out() / f"{task}-{settings['size']}-seed{settings['seed']}-{key}"
 
 
-def embedded_data(task: str, size: int = DEFAULT_SIZE, seed: int = 0) -> Path:
+def embedded_data(
+    task: str, size: int = DEFAULT_SIZE, seed: int = 0, progress: Progress | None = None
+) -> Path:
     """The folder of the embedded data set of ``task`` ("st" or "qa") in the cache, built when
     missing: what ``rewardkit train`` and ``rewardkit eval`` read without ``--data``."""
-    summary = make_datasets(None, size, seed, task=task)
+    summary = make_datasets(None, size, seed, progress, task=task)
     return Path(summary["folders"][TASKS[task]])
 
 
