@@ -1,18 +1,22 @@
 """The default run, measured: three GRPO seeds, the SFT control, and their evaluation.
 
-Runs (``--run EXP_DIR``) what the README's "The default run" reports, each piece skipped when it
-is complete and resumed when it was interrupted, so the script can be stopped and started again:
+Runs (``--run EXP_DIR``) what the README's "The default run" (``--task speech_translation``,
+the default) or "Spoken QA out of the box" (``--task spoken_qa``) reports, each piece skipped
+when it is complete and resumed when it was interrupted, so the script can be stopped and
+started again:
 
-* ``grpo-seed{0,1,2}``: ``rewardkit train --seed N`` (the default run is seed 0);
-* ``sft-seed0``: the same with ``--algo sft`` (same data order, steps, lr and schedule);
-* ``eval/{start,grpo-seed*,sft-seed0}-{dev,test}-{greedy,sampled}``: ``rewardkit eval`` of the
-  warm start ``small-voxtral-st`` and of each run's best checkpoint (by greedy dev BLEU), greedy
-  and sampled (T 0.9, top-p 0.9, 3 runs: mean ± std), 40 new tokens as in training.
+* ``grpo-seed{0,1,2}``: ``rewardkit train [--task spoken_qa] --seed N`` (seed 0 is the main
+  job as a user runs it);
+* ``sft-seed0`` (translation), ``sft-seed{0,1,2}`` (spoken QA): the same with ``--algo sft``
+  (same data order, steps, lr and schedule);
+* ``eval/{start,grpo-seed*,sft-seed*}-{dev,test}-{greedy,sampled}``: ``rewardkit eval`` of the
+  task's warm start and of each run's best checkpoint (by greedy dev BLEU), greedy and sampled
+  (T 0.9, top-p 0.9, 3 runs: mean ± std), 40 new tokens as in training.
 
 ``--collect EXP_DIR`` copies each run's config and validation metrics and each evaluation's
-``results.json`` into ``benchmarks/results/default_run/``; ``--render`` prints the README's two
-tables from those files (a test checks the README holds them), so no number is typed by hand.
-About 15 minutes on the 2-core build machine with ``OMP_NUM_THREADS=1``.
+``results.json`` into ``benchmarks/results/default_run/`` (``spoken_qa/``); ``--render`` prints
+the README's tables from those files (a test checks the README holds them), so no number is
+typed by hand. About 15 minutes per task on the 2-core build machine, one thread.
 """
 
 from __future__ import annotations
@@ -22,15 +26,38 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results" / "default_run"
 SEEDS = (0, 1, 2)
-RUNS = [f"grpo-seed{s}" for s in SEEDS] + ["sft-seed0"]
-MODELS = ["start", *RUNS]
 SPLITS, MODES = ("dev", "test"), ("greedy", "sampled")
-EVALS = [f"{m}-{split}-{mode}" for m in MODELS for split in SPLITS for mode in MODES]
 SAMPLED_RUNS = 3
+
+
+@dataclass(frozen=True)
+class Study:
+    task: str
+    results: Path
+    start: str  # the bundled warm start `rewardkit train --task TASK` starts from
+    sft_seeds: tuple[int, ...]
+
+    @property
+    def runs(self) -> list[str]:
+        return [f"grpo-seed{s}" for s in SEEDS] + [f"sft-seed{s}" for s in self.sft_seeds]
+
+    @property
+    def evals(self) -> list[str]:
+        models = ["start", *self.runs]
+        return [f"{m}-{split}-{mode}" for m in models for split in SPLITS for mode in MODES]
+
+
+HERE = Path(__file__).parent / "results"
+STUDIES = {
+    "speech_translation": Study(
+        "speech_translation", HERE / "default_run", "small-voxtral-st", (0,)
+    ),
+    "spoken_qa": Study("spoken_qa", HERE / "spoken_qa", "small-voxtral-qa", SEEDS),
+}
 
 
 def _rewardkit(*args: str, log: Path) -> None:
@@ -47,9 +74,10 @@ def _status(run: Path) -> str | None:
         return None
 
 
-def run_all(exp: Path) -> None:
+def run_all(study: Study, exp: Path) -> None:
     exp.mkdir(parents=True, exist_ok=True)
-    for name in RUNS:
+    task = [] if study.task == "speech_translation" else ["--task", study.task]
+    for name in study.runs:
         out = exp / name
         status = _status(out)
         if status == "completed":
@@ -58,104 +86,124 @@ def run_all(exp: Path) -> None:
         if status is not None and any((out / "checkpoints").glob("step-*")):
             args = ["train", "--resume", str(out)]
         else:
-            args = ["train", "--seed", seed, "--output-dir", str(out)]
+            args = ["train", *task, "--seed", seed, "--output-dir", str(out)]
             if name.startswith("sft"):
                 args += ["--algo", "sft"]
         print(f"{name}: rewardkit {' '.join(args)}", file=sys.stderr)
         _rewardkit(*args, log=exp / f"{name}.log")
-    for name in EVALS:
+    for name in study.evals:
         out = exp / "eval" / name
         if (out / "results.json").is_file():
             continue
         model, split, mode = name.rsplit("-", 2)
-        source = "small-voxtral-st" if model == "start" else str(exp / model)
-        args = ["eval", "--model", source, "--split", split, "--max-new-tokens", "40"]
+        source = study.start if model == "start" else str(exp / model)
+        args = ["eval", "--model", source, *task, "--split", split, "--max-new-tokens", "40"]
         args += ["--greedy"] if mode == "greedy" else ["--runs", str(SAMPLED_RUNS)]
         out.parent.mkdir(exist_ok=True)
         print(f"{name}: rewardkit {' '.join(args)}", file=sys.stderr)
         _rewardkit(*args, "-o", str(out), log=exp / "eval" / f"{name}.log")
 
 
-def collect(exp: Path) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in RUNS:
-        (RESULTS / f"{name}-config.json").write_text((exp / name / "config.json").read_text())
+def collect(study: Study, exp: Path) -> None:
+    results = study.results
+    results.mkdir(parents=True, exist_ok=True)
+    for name in study.runs:
+        (results / f"{name}-config.json").write_text((exp / name / "config.json").read_text())
         lines = (exp / name / "metrics.jsonl").read_text().splitlines()
         rows = [json.loads(line) for line in lines]
         train = [r for r in rows if r.get("split") == "train"]
-        keep = [r for r in rows if r.get("split") == "validation"]
-        summary: dict = {"validation": keep}
+        summary: dict = {"validation": [r for r in rows if r.get("split") == "validation"]}
         if name.startswith("grpo"):
             lengths = [r["completion_length_mean"] for r in train]
             summary["completion_length_first20"] = sum(lengths[:20]) / 20
             summary["completion_length_last20"] = sum(lengths[-20:]) / 20
-        (RESULTS / f"{name}-metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
-    for name in EVALS:
-        results = json.loads((exp / "eval" / name / "results.json").read_text())
-        (RESULTS / f"eval-{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+        (results / f"{name}-metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    for name in study.evals:
+        data = json.loads((exp / "eval" / name / "results.json").read_text())
+        (results / f"eval-{name}.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _validation(name: str) -> list[dict]:
-    return json.loads((RESULTS / f"{name}-metrics.json").read_text())["validation"]
-
-
-def render() -> str:
-    grpo = [f"grpo-seed{s}" for s in SEEDS]
-    steps = [r["step"] for r in _validation(grpo[0])]
-    half = [s for s in steps if s >= steps[-1] // 2]
-    lines = [
-        "| step | " + " | ".join(map(str, steps)) + f" | mean of {half[0]}-{half[-1]} |",
-        "|---|" + "---|" * (len(steps) + 1),
-    ]
+def _labels(study: Study) -> dict[str, str]:
     labels = {f"grpo-seed{s}": f"GRPO, seed {s}" for s in SEEDS}
-    labels["grpo-seed0"] += " (the default run)"
-    labels["sft-seed0"] = "SFT on the references (`--algo sft`)"
-    for name in RUNS:
-        bleu = {r["step"]: r["bleu"] for r in _validation(name)}
-        mean = sum(bleu[s] for s in half) / len(half)
-        mark = "**" if name == "grpo-seed0" else ""
-        cells = " | ".join(f"{bleu[s]:.2f}" for s in steps)
-        lines.append(f"| {labels[name]} | {cells} | {mark}{mean:.2f}{mark} |")
-    table2 = [
-        "",
-        "Corpus BLEU of the warm start and of each run's best checkpoint (by greedy dev BLEU),",
-        f"greedy and sampled (T 0.9, top-p 0.9, {SAMPLED_RUNS} runs: mean ± std), 40 new tokens "
-        "(`rewardkit eval`):",
-        "",
-        "| model | best step | dev greedy | dev sampled | test greedy | test sampled |",
-        "|---|---:|---:|---:|---:|---:|",
+    main = "the default run" if study.task == "speech_translation" else f"`--task {study.task}`"
+    labels["grpo-seed0"] += f" ({main})"
+    labels.update({f"sft-seed{s}": f"SFT, seed {s}" for s in study.sft_seeds})
+    first = f"sft-seed{study.sft_seeds[0]}"
+    seed = f", seed {study.sft_seeds[0]}" if len(study.sft_seeds) > 1 else ""
+    labels[first] = f"SFT on the references (`--algo sft`){seed}"
+    return labels
+
+
+def render(study: Study) -> dict[str, str]:
+    """The README's tables: ``bleu`` and ``reward`` (dev curves), ``eval`` (dev and test)."""
+
+    def validation(name: str) -> list[dict]:
+        return json.loads((study.results / f"{name}-metrics.json").read_text())["validation"]
+
+    def evaluation(name: str) -> dict:
+        return json.loads((study.results / f"eval-{name}.json").read_text())
+
+    labels = _labels(study)
+    steps = [r["step"] for r in validation("grpo-seed0")]
+    half = [s for s in steps if s >= steps[-1] // 2]
+    tables = {}
+    curves = (
+        ("bleu", "dev corpus BLEU, greedy", 1),
+        ("reward", "dev mean sentence BLEU x 100, the reward, greedy", 100),
+    )
+    for key, title, scale in curves:
+        head = " | ".join(map(str, steps))
+        lines = [
+            f"| step ({title}) | {head} | mean of {half[0]}-{half[-1]} |",
+            "|---|" + "---|" * (len(steps) + 1),
+        ]
+        for name in study.runs:
+            value = {r["step"]: r[key if key == "bleu" else "reward_mean"] * scale
+                     for r in validation(name)}  # fmt: skip
+            mean = sum(value[s] for s in half) / len(half)
+            cells = " | ".join(f"{value[s]:.2f}" for s in steps)
+            lines.append(f"| {labels[name]} | {cells} | {mean:.2f} |")
+        tables[key] = "\n".join(lines) + "\n"
+    columns = ["dev greedy", "dev sampled", "test greedy", "test sampled", "test sampled chrF"]
+    lines = [
+        "| model | best step | " + " | ".join(columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
     ]
-    for model in MODELS:
+    for model in ["start", *study.runs]:
         cells = []
         for split in SPLITS:
             for mode in MODES:
-                bleu = json.loads((RESULTS / f"eval-{model}-{split}-{mode}.json").read_text())
-                bleu = bleu["metrics"]["BLEU"]
+                bleu = evaluation(f"{model}-{split}-{mode}")["metrics"]["BLEU"]
                 spread = "" if mode == "greedy" else f" ± {bleu['std']:.2f}"
                 cells.append(f"{bleu['mean']:.2f}{spread}")
+        chrf = evaluation(f"{model}-test-sampled")["metrics"]["chrF"]
+        cells.append(f"{chrf['mean']:.2f} ± {chrf['std']:.2f}")
         if model == "start":
-            label, step = "warm start `small-voxtral-st`", "-"
+            label, step = f"warm start `{study.start}`", "-"
         else:
             label = labels[model].split(" (")[0]
-            checkpoint = json.loads((RESULTS / f"eval-{model}-dev-greedy.json").read_text())
-            step = str(int(Path(checkpoint["settings"]["checkpoint"]).name.split("-")[-1]))
-        table2.append(f"| {label} | {step} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + table2) + "\n"
+            checkpoint = evaluation(f"{model}-dev-greedy")["settings"]["checkpoint"]
+            step = str(int(Path(checkpoint).name.split("-")[-1]))
+        lines.append(f"| {label} | {step} | " + " | ".join(cells) + " |")
+    tables["eval"] = "\n".join(lines) + "\n"
+    return tables
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(STUDIES), default="speech_translation")
     parser.add_argument("--run", type=Path, metavar="EXP_DIR")
     parser.add_argument("--collect", type=Path, metavar="EXP_DIR")
     parser.add_argument("--render", action="store_true")
     args = parser.parse_args()
+    study = STUDIES[args.task]
     if args.run:
-        run_all(args.run)
+        run_all(study, args.run)
     if args.collect:
-        collect(args.collect)
+        collect(study, args.collect)
     if args.render:
-        text = render()
-        (RESULTS / "table.md").write_text(text)
+        text = "\n".join(render(study).values())
+        (study.results / "table.md").write_text(text)
         print(text, end="")
     return 0
 
