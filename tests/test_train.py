@@ -448,7 +448,7 @@ def test_asr_uses_the_embedded_translation_speech(monkeypatch, tmp_path):
 
     calls = []
 
-    def embedded(task, size, seed):
+    def embedded(task, size, seed, progress=None):
         calls.append(task)
         return tmp_path / make.TASKS[task]
 
