@@ -594,20 +594,98 @@ def run(exp: Path, settings: dict, patterns: list[str], in_process: bool = False
             return 1 if failed else 0
 
 
+# Seconds per step and per generated evaluation item, one thread on the 2-core build machine,
+# before anything is measured in EXP (README: GRPO 4 prompts x G = 8, 32 new tokens, LoRA r 8;
+# SFT and evaluation from the ASR stage and the aligned start's evaluation); measured values in
+# EXP replace them.
+GUESS_STEP = {"st/grpo": 15.0, "qa/grpo": 42.0, "st/sft": 7.0, "qa/sft": 14.0,
+              "st/sft-common": 14.0, "qa/sft-common": 27.0}  # fmt: skip
+GUESS_ITEM = {"st": 1.5, "qa": 1.7}
+
+
+def _kind(cell_name: str, algo: str) -> str:
+    t = cell_name.split("/")[0]
+    return f"{t}/sft-common" if "/common/" in cell_name else f"{t}/{algo}"
+
+
+def measured_costs(exp: Path, cells: list[Cell]) -> tuple[dict, dict]:
+    """Median step time per task/stage and seconds per generated eval item per task, from
+    whatever EXP holds (finished or not), over the guesses."""
+    steps: dict[str, list[float]] = {}
+    items: dict[str, list[float]] = {}
+    for cell in cells:
+        if cell.kind == "train" and (cell.out / "metrics.jsonl").is_file():
+            algo = json.loads((cell.out / "config.json").read_text())["algo"]
+            rows = [json.loads(x) for x in (cell.out / "metrics.jsonl").read_text().splitlines()]
+            times = [r["step_time"] for r in rows if r.get("split") == "train" and "step_time" in r]
+            steps.setdefault(_kind(cell.name, algo), []).extend(times[1:])
+        if cell.kind == "eval" and (cell.out / "results.json").is_file():
+            data = json.loads((cell.out / "results.json").read_text())
+            n = data["settings"]["num_examples"] * data["settings"]["runs"]
+            if data.get("generation_seconds"):
+                items.setdefault(cell.name.split("/")[0], []).append(data["generation_seconds"] / n)
+    step = {**GUESS_STEP, **{k: _median(v) for k, v in steps.items() if v}}
+    item = {**GUESS_ITEM, **{k: _median(v) for k, v in items.items() if v}}
+    return step, item
+
+
+def estimate(cell: Cell, scale: Scale, step: dict, item: dict) -> float:
+    """Seconds of one thread this cell still needs (0 when done)."""
+    if is_done(cell):
+        return 0.0
+    t = cell.name.split("/")[0]
+    if cell.kind == "export":
+        return 30.0
+    if cell.kind == "bench":
+        return 300.0
+    if cell.kind == "eval":
+        runs = 1 if cell.name.endswith("-greedy") else scale.sampled_runs
+        return (scale.test_limit or 400) * runs * item[t]
+    common = "/common/" in cell.name
+    algo = "sft" if (common or cell.name.split("/")[-1].startswith("sft")) else "grpo"
+    steps = (
+        scale.common_steps
+        if common
+        else scale.sweep_steps
+        if "/sweep/" in cell.name
+        else scale.main_steps
+    )[t]
+    interval = max(1, steps // 4) if common else scale.eval_interval[t]
+    done_steps = 0
+    if (cell.out / "metrics.jsonl").is_file():
+        rows = (cell.out / "metrics.jsonl").read_text().splitlines()
+        done_steps = sum(1 for x in rows if '"split": "train"' in x)
+    left = max(0, steps - done_steps)
+    evals = left // interval + (1 if done_steps == 0 else 0)
+    return left * step[_kind(cell.name, algo)] + evals * scale.eval_examples * item[t]
+
+
 def list_cells(exp: Path, settings: dict, verbose: bool = False) -> str:
     cells = build_cells(exp, settings)
+    scale = SCALES[settings["scale"]]
     done = {c.name for c in cells if is_done(c)}
-    lines = []
+    step, item = measured_costs(exp, cells)
+    lines, total = [], 0.0
+    states = []
     for cell in cells:
         state = status(exp, cell, done)
-        lines.append(f"{state:8} {cell.name}" + (f"  ({cell.note})" if cell.note else ""))
+        states.append(state)
+        left = estimate(cell, scale, step, item)
+        total += left
+        cost = f"{left / 60:6.0f} min" if left else " " * 10
+        lines.append(f"{state:8} {cost} {cell.name}" + (f"  ({cell.note})" if cell.note else ""))
         if verbose and cell.args:
             lines.append("         rewardkit " + " ".join(cell.args))
-    counts = {
-        s: sum(1 for line in lines if line.startswith(s))
-        for s in ("done", "running", "partial", "ready", "waiting")
-    }
+    counts = {s: states.count(s) for s in ("done", "running", "partial", "ready", "waiting")}
     lines.append(" ".join(f"{k}: {v}" for k, v in counts.items()))
+    lines.append(
+        f"left: about {total / 3600:.1f} CPU hours (one thread per cell; seconds per "
+        "step: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(step.items()))
+        + "; per eval item: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in item.items())
+        + ")"
+    )
     return "\n".join(lines)
 
 
