@@ -535,26 +535,24 @@ def run_cell(exp: Path, cell: Cell, in_process: bool = False) -> bool:
         cell.prepare()
     if cell.kind in ("train", "eval"):
         argv.append("--no-progress")
-    record = {
-        "cell": cell.name,
-        "argv": argv,
-        "started": time.time(),
-        "load_start": os.getloadavg()[0],
-        "threads": os.environ.get("OMP_NUM_THREADS"),
-    }
+    path = exp / "records" / (cell.name.replace("/", "__") + ".jsonl")
+    path.parent.mkdir(exist_ok=True)
+
+    def note(**record) -> None:  # one line when the command starts, one when it ends
+        with path.open("a") as f:
+            f.write(json.dumps({"cell": cell.name, **record}) + "\n")
+
+    note(argv=argv, started=time.time(), load_start=os.getloadavg()[0],
+         threads=os.environ.get("OMP_NUM_THREADS"))  # fmt: skip
     print(
         f"[{time.strftime('%H:%M:%S')}] {cell.name}: rewardkit {' '.join(argv)}",
         file=sys.stderr,
         flush=True,
     )
     rc = _rewardkit(argv, exp / "logs" / (cell.name.replace("/", "__") + ".log"), in_process)
-    record.update(finished=time.time(), load_end=os.getloadavg()[0], rc=rc)
     if rc == 0 and cell.kind == "export":
         (cell.out / ".study-done").write_text("")
-    records = exp / "records"
-    records.mkdir(exist_ok=True)
-    with (records / (cell.name.replace("/", "__") + ".jsonl")).open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    note(finished=time.time(), load_end=os.getloadavg()[0], rc=rc)
     if rc != 0:
         print(f"{cell.name}: failed (exit {rc}), see {exp}/logs", file=sys.stderr, flush=True)
     return rc == 0
@@ -859,7 +857,7 @@ def collect(exp: Path, settings: dict, results: Path = RESULTS) -> dict:
                     got = bootstrap_arms(exp, t, names, sft, mode, metric, scale.bootstrap)
                     if got is not None:
                         summary["bootstrap"][f"{t}/{arm}-minus-sft/{mode}/{metric}"] = got
-    summary["step_costs"] = _step_costs(summary["runs"])
+    summary["step_costs"] = _step_costs(exp, cells)
     if "qa" in scale.tasks:
         summary["ablation"] = _ablation(exp, scale, summary, spearmanr)
     results.mkdir(parents=True, exist_ok=True)
@@ -867,19 +865,34 @@ def collect(exp: Path, settings: dict, results: Path = RESULTS) -> dict:
     return summary
 
 
-def _step_costs(runs: dict) -> dict:
-    """Median step time (s) per task and algorithm over every completed run's steps."""
-    groups: dict[str, list[float]] = {}
-    for name, run in runs.items():
-        t = name.split("/")[0]
-        algo = run["config"]["algo"]
-        if "/common/" in name:
-            algo = "sft-common"
-        key = f"{t}/{algo}"
-        cost = run["step_costs_median_s"]["step_time"]
-        if cost is not None:
-            groups.setdefault(key, []).append(cost)
-    return {k: {"median_s": _median(v), "runs": len(v)} for k, v in sorted(groups.items())}
+def _step_costs(exp: Path, cells: list[Cell]) -> dict:
+    """Median seconds per training step per task and stage over every step logged in EXP
+    (finished runs or not; a run's first step, which pays for warm-up, left out), with the
+    load average at the starts of those cells (the machine is shared)."""
+    groups: dict[str, dict] = {}
+    for cell in cells:
+        if cell.kind != "train" or not (cell.out / "metrics.jsonl").is_file():
+            continue
+        algo = json.loads((cell.out / "config.json").read_text())["algo"]
+        rows = [json.loads(x) for x in (cell.out / "metrics.jsonl").read_text().splitlines()]
+        train = [r for r in rows if r.get("split") == "train" and "step_time" in r][1:]
+        group = groups.setdefault(
+            _kind(cell.name, algo), {"times": [], "generate": [], "runs": 0, "load": []}
+        )
+        group["times"] += [r["step_time"] for r in train]
+        group["generate"] += [r["time_generate"] for r in train if "time_generate" in r]
+        group["runs"] += 1
+        group["load"] += [r["load_start"] for r in _records(exp, cell.name) if "load_start" in r]
+    return {
+        k: {
+            "median_s": _median(g["times"]),
+            "median_generate_s": _median(g["generate"]),
+            "steps": len(g["times"]),
+            "runs": g["runs"],
+            "load_average_at_start": sum(g["load"]) / len(g["load"]) if g["load"] else None,
+        }
+        for k, g in sorted(groups.items())
+    }
 
 
 def _ablation(exp: Path, scale: Scale, summary: dict, spearmanr) -> dict:
@@ -952,14 +965,19 @@ def render(results: Path = RESULTS) -> str:
         "",
     ]
     lines += [
-        "Median seconds per training step (one thread, 2-core machine; `step_costs`):",
+        "Median seconds per training step (one thread on the shared 2-core machine; every "
+        "step logged, finished runs or not; `step_costs`):",
         "",
-        "| task | stage | median s/step | runs |",
-        "|---|---|---:|---:|",
+        "| task | stage | median s/step | of which generation | steps | runs | load avg |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for key, cost in summary["step_costs"].items():
         t, algo = key.split("/")
-        lines.append(f"| {t} | {algo} | {_fmt(cost['median_s'], 1)} | {cost['runs']} |")
+        lines.append(
+            f"| {t} | {algo} | {_fmt(cost['median_s'], 1)} | "
+            f"{_fmt(cost['median_generate_s'], 1)} | {cost['steps']} | {cost['runs']} | "
+            f"{_fmt(cost['load_average_at_start'], 1)} |"
+        )
     lines += [
         "",
         f"Common SFT stage (dev BLEU, greedy, {sizes['eval_examples']} items, by step):",
