@@ -125,3 +125,14 @@ def test_an_interrupted_train_cell_resumes(spoken_data, tmp_path):
     assert study.main(["--exp", str(exp), "--in-process", "--run", "st/common/sft"]) == 0
     record = (exp / "records" / "st__common__sft.jsonl").read_text().splitlines()[-2]
     assert json.loads(record)["argv"][:3] == ["train", "--resume", str(run)]
+
+
+def test_the_committed_tables_are_rendered_from_the_committed_summary(tmp_path):
+    """benchmarks/results/paper/tables.md is what --render makes of summary.json (no number
+    typed by hand)."""
+    committed = PAPER.parent / "results" / "paper"
+    if not (committed / "summary.json").is_file():
+        pytest.skip("no paper-study results committed yet")
+    study = _module("study")
+    (tmp_path / "summary.json").write_text((committed / "summary.json").read_text())
+    assert study.render(tmp_path) == (committed / "tables.md").read_text()
