@@ -452,13 +452,18 @@ def _bench_items(data: str, path: Path, scale: Scale) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live study process (a lock left by a process that died with its
+    session names a pid that a later, unrelated process may have been given)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        return b"study" in Path(f"/proc/{pid}/cmdline").read_bytes() or pid == os.getpid()
+    except OSError:
+        return True  # no /proc: trust the signal check
 
 
 @contextlib.contextmanager
