@@ -719,7 +719,7 @@ def _train_summary(out: Path) -> dict:
     best = None
     with contextlib.suppress(OSError, ValueError, KeyError):
         index = json.loads((out / "checkpoints" / "index.json").read_text())
-        best = index.get("best", {}).get("step") if isinstance(index.get("best"), dict) else None
+        best = int(str(index["best"]).rsplit("-", 1)[-1])
     return {
         "config": config,
         "status": info.get("status"),
