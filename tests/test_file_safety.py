@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_train_faults import ARGS, TINY
 
 import rewardkit
 from rewardkit import textio
@@ -25,25 +26,6 @@ from rewardkit.errors import RewardkitError
 from rewardkit.rundir import RunDir
 from rewardkit.train import TrainConfig, checkpoint_problem, train
 
-TINY = dict(
-    model="tiny-voxtral",
-    lora_r=4,
-    group_size=3,
-    max_new_tokens=4,
-    batch_size=2,
-    learning_rate=1e-2,
-    lr_schedule="constant",
-    reward="chrf",
-    sft_warmup_steps=0,
-    beta=0.02,
-    eval_interval=0,
-    eval_metric="reward",
-    progress=False,
-    tensorboard=False,
-    plot=False,
-)
-ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if not isinstance(v, bool)]
-ARGS += ["--no-progress", "--no-tensorboard", "--no-plot"]
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root ignores file permissions
 
 
