@@ -12,7 +12,8 @@ written by ``save_pretrained`` (with its tokenizer and, for speech models, its p
 Prompts. The audio goes exactly where the text's ``<audio>`` marker is: a prompt with audio holds
 the marker once, and the backend replaces it with the family's placeholder (the model's own
 audio token, with the markers its processor writes around it), then renders one user message
-with the tokenizer's chat template (without one: ``"User: {text}\\nAssistant:"``) and expands the
+with the tokenizer's chat template (without one: ``"User: {text}\\nAssistant:"``; a Voxtral
+checkpoint's mistral-common tokenizer encodes it itself, see ``Voxtral``) and expands the
 single audio token to the encoder's output length. No literal ``<audio>`` reaches a model; a
 marker without audio, none or two with audio, or the model's audio token in the text are
 one-line errors naming the prompt. Features and token counts are the family's (Qwen2-Audio and
@@ -623,6 +624,9 @@ class HFBackend(PolicyBackend):
         return out
 
     def _render(self, content: str) -> list[int]:
+        ids = self.adapter.render(content)
+        if ids is not None:
+            return ids
         tok = self.tokenizer
         if tok.chat_template:
             with _today(self.chat_date):  # the template's strftime_now(): a fixed day

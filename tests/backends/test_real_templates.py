@@ -1,21 +1,28 @@
 """Prompt formats of the released checkpoints: rewardkit's prompt ids equal those of each model
 card's example code for the same conversation, run on a tiny model of the family that carries the
-released chat template (``data/real_templates/``, sources and licences in its README).
+released chat template (``data/real_templates/``, sources and licences in its README) or, for
+Voxtral, the released tokenizer format (mistral-common's ``tekken.json``).
 
 * Granite-Speech 3.3: the Granite 3.3 instruct chat template, through ``GraniteSpeechProcessor``
   as the model card calls it; the template's default system prompt carries "today", which
   rewardkit fixes (``extra["chat_date"]``) so that prompts never change with the day.
 * Qwen2-Audio-7B-Instruct: ``Qwen2AudioProcessor``'s own chat template.
+* Voxtral-Mini-3B-2507: ``VoxtralProcessor.apply_chat_template`` (mistral-common) on a checkpoint
+  whose tokenizer is a ``tekken.json``; without mistral-common, the fallback (a transformers
+  tokenizer with a chat template) renders the same text.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from rewardkit.backends import tiny
 from rewardkit.backends.features import GraniteFeatureSettings, granite_speech_features
@@ -180,3 +187,80 @@ def test_qwen2_audio_prompt_equals_the_model_cards_example(tmp_path):
     backend = build(str(tmp_path))
     assert backend._encode([Prompt("<audio>What's that sound?", audio)])[0].ids == expected
     assert "Audio 1: <|audio_bos|>" in text and text.startswith("<|im_start|>system\n")
+
+
+# --- Voxtral-Mini-3B-2507 --------------------------------------------------------------------
+
+#: The model card's prompt format for one user turn: audio first, then the question.
+VOXTRAL_TEXT = "<s>[INST][BEGIN_AUDIO]{audio}What's that sound?[/INST]"
+
+
+def wav_base64(audio: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, 16_000, format="WAV", subtype="FLOAT")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.mark.parametrize("seconds", [1.0, 3.0])  # one 2 s window, two windows
+def test_voxtral_prompt_equals_mistral_common(tmp_path, seconds):
+    """On a checkpoint laid out as released (``tekken.json``, no transformers tokenizer files),
+    the model card's ``processor.apply_chat_template(conversation)`` (``VoxtralProcessor`` over
+    mistral-common) gives rewardkit's prompt ids and audio features; a text-only turn too."""
+    pytest.importorskip("mistral_common")
+    from transformers import AutoTokenizer, VoxtralProcessor, WhisperFeatureExtractor
+
+    directory = tiny.save_tiny_voxtral_with_tekken(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    assert type(tokenizer).__name__ == "MistralCommonBackend"
+    features = WhisperFeatureExtractor.from_pretrained(directory)
+    processor = VoxtralProcessor(feature_extractor=features, tokenizer=tokenizer)
+    audio = tone(seconds)
+    conversation = [
+        {"role": "user", "content": [
+            {"type": "audio", "base64": wav_base64(audio)},
+            {"type": "text", "text": "What's that sound?"},
+        ]},
+    ]  # fmt: skip
+    window = features.n_samples  # the tiny encoder's 2 s (the released model's: 30 s)
+    audio_kwargs = {"max_source_positions": features.nb_max_frames, "pad_to_multiple_of": window}
+    inputs = processor.apply_chat_template(
+        conversation, processor_kwargs={"audio_kwargs": audio_kwargs}
+    )
+    expected = inputs["input_ids"][0].tolist()
+
+    backend = build(str(directory))
+    assert backend.tokenizer is not None and backend.adapter.mistral is not None
+    encoded = backend._encode([Prompt("<audio>What's that sound?", audio)])[0]
+    assert encoded.ids == expected
+    assert encoded.ids.count(24) == 25 * int(np.ceil(seconds / 2))  # 12.5 tokens/s, whole windows
+    np.testing.assert_allclose(
+        encoded.features.numpy(), inputs["input_features"].numpy(), atol=1e-6
+    )
+    text = tokenizer.decode(expected, skip_special_tokens=False)
+    assert text == VOXTRAL_TEXT.format(audio="[AUDIO]" * expected.count(24))
+
+    text_only = processor.apply_chat_template([{"role": "user", "content": "Hello."}])
+    assert backend._encode([Prompt("Hello.")])[0].ids == text_only["input_ids"][0].tolist()
+
+
+def test_voxtral_tekken_audio_settings_must_match_the_model(tmp_path):
+    """A tekken.json whose audio tokens per window disagree with the model's encoder is a
+    one-line error, not a silently wrong prompt."""
+    pytest.importorskip("mistral_common")
+    directory = tiny.save_tiny_voxtral_with_tekken(tmp_path)
+    tekken = json.loads((directory / "tekken.json").read_text())
+    tekken["audio"]["frame_rate"] = 25.0
+    (directory / "tekken.json").write_text(json.dumps(tekken))
+    with pytest.raises(BackendError, match=r"tekken.json audio settings .* disagree") as exc:
+        build(str(directory))
+    assert "\n" not in str(exc.value)
+
+
+def test_voxtral_fallback_template_renders_the_same_text():
+    """Without mistral-common (a transformers tokenizer and its chat template, as the tiny
+    models have), the prompt is the same text: ``<s>[INST][BEGIN_AUDIO][AUDIO]...[/INST]``."""
+    backend = build("tiny-voxtral")
+    assert backend.adapter.mistral is None
+    ids = backend._encode([Prompt("<audio>What's that sound?", tone(1.0))])[0].ids
+    text = backend.tokenizer.decode(ids, skip_special_tokens=False)
+    assert text == VOXTRAL_TEXT.format(audio="[AUDIO]" * 25)
