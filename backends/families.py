@@ -10,6 +10,8 @@ transformers' processors and vLLM's multimodal processors do it; the backend its
 * what replaces the task text's ``<audio>`` marker (:attr:`Family.placeholder`: the model's
   audio token, with the markers around it its own processor writes) and how a waveform becomes
   features and a number of audio tokens (:meth:`Family.features`);
+* how a prompt becomes ids when the tokenizer has no chat template of its own
+  (:meth:`Family.render`: a released Voxtral's mistral-common tokenizer);
 * how prompts' audio inputs are batched (:meth:`Family.batch_audio`) and given to the model;
 * which adapters a released checkpoint ships besides its weights and when each is on
   (:meth:`Family.attach_adapters`, :meth:`Family.adapter_scope`): Granite-Speech's audio LoRA.
