@@ -308,7 +308,7 @@ class Voxtral(Family):
 
     def _check_mistral(self) -> None:
         """mistral-common's audio settings must agree with the model's: audio token ids, sampling
-        rate and tokens per 30 s window (the backend expands the audio token itself)."""
+        rate and tokens per encoder window (the backend expands the audio token itself)."""
         encoder = self.mistral.instruct_tokenizer.audio_encoder
         if encoder is None:
             raise BackendError(
@@ -353,7 +353,7 @@ class Voxtral(Family):
                 chunks.append(TextChunk(text=text))
         message = UserMessage(content=chunks if len(parts) > 1 else content)
         ids = self.mistral.encode_chat_completion(ChatCompletionRequest(messages=[message])).tokens
-        return [t for i, t in enumerate(ids) if t != self.token_id or ids[i - 1] != t]
+        return [t for i, t in enumerate(ids) if t != self.token_id or i == 0 or ids[i - 1] != t]
 
     @classmethod
     def detect(cls, config: Any) -> bool:

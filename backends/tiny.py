@@ -495,10 +495,12 @@ TEKKEN_PATTERN = (
 
 def tekken_json(seconds_per_window: float = 2.0) -> dict[str, Any]:
     """The tiny Voxtral tokenizer in mistral-common's ``tekken.json`` format (version v7, with an
-    ``audio`` section), as a released Voxtral ships it: the same 1024 ids (the Mistral control
-    tokens first, ``[AUDIO]`` = 24, ``[BEGIN_AUDIO]`` = 25), the 256 bytes, then the BPE's merged
-    tokens; 12.5 audio tokens per second (Voxtral's frame rate) with audio padded to whole
-    windows. Written without mistral-common (plain JSON)."""
+    ``audio`` section), as a released Voxtral ships its own: 1024 ids as the tiny model's
+    vocabulary, the Mistral control tokens first with the same ids (``[AUDIO]`` = 24,
+    ``[BEGIN_AUDIO]`` = 25), then the 256 bytes and the tiny BPE's merged tokens (so text ids
+    differ from the transformers tokenizer's); 12.5 audio tokens per second (Voxtral's frame
+    rate), audio padded to whole ``seconds_per_window`` windows (the tiny encoder's 2 s; the
+    released model's 30 s). Written without mistral-common (plain JSON)."""
     import base64
 
     printable = [*range(33, 127), *range(161, 173), *range(174, 256)]  # GPT-2's byte alphabet
