@@ -10,6 +10,8 @@ transformers' processors and vLLM's multimodal processors do it; the backend its
 * what replaces the task text's ``<audio>`` marker (:attr:`Family.placeholder`: the model's
   audio token, with the markers around it its own processor writes) and how a waveform becomes
   features and a number of audio tokens (:meth:`Family.features`);
+* how a prompt becomes ids when the tokenizer has no chat template of its own
+  (:meth:`Family.render`: a released Voxtral's mistral-common tokenizer);
 * how prompts' audio inputs are batched (:meth:`Family.batch_audio`) and given to the model;
 * which adapters a released checkpoint ships besides its weights and when each is on
   (:meth:`Family.attach_adapters`, :meth:`Family.adapter_scope`): Granite-Speech's audio LoRA.
@@ -105,6 +107,12 @@ class Family:
 
     def features(self, audio: Any) -> tuple[Any, Any, int]:  # pragma: no cover - no audio
         raise NotImplementedError
+
+    def render(self, content: str) -> list[int] | None:
+        """The prompt ids of one user message ``content`` (the audio placeholder written where
+        the audio goes, once), or None: the tokenizer's chat template renders it (the backend's
+        default). A family whose tokenizer has no chat template of its own overrides it."""
+        return None
 
     def batch_audio(self, audio: list[Encoded], device: Any) -> dict[str, Any]:
         return {}
@@ -267,7 +275,14 @@ class WhisperLlama(Qwen2Audio):
 
 class Voxtral(Family):
     """Voxtral: Whisper encoder over 30 s chunks (as many as the audio needs), an MLP projector
-    over 4 stacked frames (375 tokens per chunk), Llama LM; ``[BEGIN_AUDIO][AUDIO]``."""
+    over 4 stacked frames (375 tokens per chunk), Llama LM; ``[BEGIN_AUDIO][AUDIO]``.
+
+    A released checkpoint's tokenizer is mistral-common's (``tekken.json``; transformers loads it
+    as ``MistralCommonBackend`` when mistral-common is installed), which has no chat template:
+    prompts are then encoded by mistral-common itself (:meth:`render`), as the model card's
+    ``processor.apply_chat_template`` does: ``<s>[INST]`` + the user content's chunks (text,
+    ``[BEGIN_AUDIO]`` + the audio tokens, text) + ``[/INST]``. A transformers tokenizer with a chat
+    template (the tiny models) renders the same format with its template."""
 
     name = "voxtral"
     model_class = "VoxtralForConditionalGeneration"
@@ -285,7 +300,60 @@ class Voxtral(Family):
         self.tokens_per_chunk = (
             audio.max_source_positions * audio.hidden_size // audio.intermediate_size
         )
-        self._check_placeholder()
+        self.mistral = _mistral_common(tokenizer)  # mistral-common's tokenizer, or None
+        if self.mistral is None:
+            self._check_placeholder()
+        else:
+            self._check_mistral()
+
+    def _check_mistral(self) -> None:
+        """mistral-common's audio settings must agree with the model's: audio token ids, sampling
+        rate and tokens per encoder window (the backend expands the audio token itself)."""
+        encoder = self.mistral.instruct_tokenizer.audio_encoder
+        if encoder is None:
+            raise BackendError(
+                "the model's tekken.json has no audio settings (mistral-common cannot encode "
+                "audio with it): give the model directory the tokenizer it was released with"
+            )
+        config = encoder.audio_config
+        ids = (encoder.begin_audio_token, encoder.audio_token)
+        expected = (self.tokenizer.convert_tokens_to_ids("[BEGIN_AUDIO]"), self.token_id)
+        tokens = config.num_audio_tokens(self.window) if config.chunk_length_s else None
+        if (
+            ids != expected
+            or config.sampling_rate != self.sampling_rate
+            or (tokens is not None and tokens != self.tokens_per_chunk)
+        ):
+            raise BackendError(
+                f"the model's tekken.json audio settings (begin/audio token ids {ids}, "
+                f"{config.sampling_rate} Hz, {tokens} tokens per window) disagree with its config "
+                f"(ids {expected}, {self.sampling_rate} Hz, {self.tokens_per_chunk} tokens per "
+                "window): give the model directory the tokenizer it was released with"
+            )
+
+    def render(self, content: str) -> list[int] | None:
+        """mistral-common's encoding of one user message (the model card's
+        ``apply_chat_template``), with one audio token where the placeholder is: the backend
+        expands it to the audio's token count."""
+        if self.mistral is None:
+            return None
+        import numpy as np
+        from mistral_common.protocol.instruct.chunk import AudioChunk, TextChunk
+        from mistral_common.protocol.instruct.messages import UserMessage
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+        from mistral_common.tokens.tokenizers.audio import Audio
+
+        parts = content.split(self.placeholder)
+        chunks: list[Any] = []
+        for index, text in enumerate(parts):
+            if index:  # a stand-in of one window: only where the audio tokens go matters here
+                silence = Audio(np.zeros(self.window, np.float32), self.sampling_rate, "wav")
+                chunks.append(AudioChunk.from_audio(silence))
+            if text:
+                chunks.append(TextChunk(text=text))
+        message = UserMessage(content=chunks if len(parts) > 1 else content)
+        ids = self.mistral.encode_chat_completion(ChatCompletionRequest(messages=[message])).tokens
+        return [t for i, t in enumerate(ids) if t != self.token_id or i == 0 or ids[i - 1] != t]
 
     @classmethod
     def detect(cls, config: Any) -> bool:
@@ -533,6 +601,13 @@ def family_named(name: str) -> type[Family]:
         if family.name == name:
             return family
     raise KeyError(name)
+
+
+def _mistral_common(tokenizer: Any) -> Any:
+    """The mistral-common ``MistralTokenizer`` inside transformers' ``MistralCommonBackend``
+    (a checkpoint's ``tekken.json``), or None for a transformers tokenizer."""
+    inner = getattr(tokenizer, "tokenizer", None)
+    return inner if hasattr(inner, "encode_chat_completion") else None
 
 
 def _whisper_features(source: str) -> Any:

@@ -12,7 +12,8 @@ written by ``save_pretrained`` (with its tokenizer and, for speech models, its p
 Prompts. The audio goes exactly where the text's ``<audio>`` marker is: a prompt with audio holds
 the marker once, and the backend replaces it with the family's placeholder (the model's own
 audio token, with the markers its processor writes around it), then renders one user message
-with the tokenizer's chat template (without one: ``"User: {text}\\nAssistant:"``) and expands the
+with the tokenizer's chat template (without one: ``"User: {text}\\nAssistant:"``; a Voxtral
+checkpoint's mistral-common tokenizer encodes it itself, see ``Voxtral``) and expands the
 single audio token to the encoder's output length. No literal ``<audio>`` reaches a model; a
 marker without audio, none or two with audio, or the model's audio token in the text are
 one-line errors naming the prompt. Features and token counts are the family's (Qwen2-Audio and
@@ -49,7 +50,9 @@ A checkpoint restores into a backend built from the same spec.
 
 ``extra`` options: ``train_lm`` (bool; default ``lora_r == 0``), ``max_audio_seconds`` (float;
 default: the encoder's window for Qwen2-Audio, unlimited otherwise, but a prompt must fit the
-LM's ``max_position_embeddings``).
+LM's ``max_position_embeddings``), ``chat_date`` (the date a chat template writes as today,
+e.g. Granite 3.3's default system prompt: "YYYY-MM-DD", default :data:`CHAT_DATE`; fixed so that
+prompts never change with the day).
 
 torch, transformers and peft are imported inside functions: importing this module (as
 ``rewardkit plugins`` does) stays light.
@@ -195,6 +198,50 @@ def _load(spec: ModelSpec) -> tuple[Any, Any, Any, str]:
     )
 
 
+#: The date a chat template's ``strftime_now()`` returns (Granite 3.3's writes it into the
+#: default system prompt of a conversation without one): fixed, so a prompt's ids never depend
+#: on the day a run, its resume or an evaluation runs. The date of Granite-Speech 3.3's model card
+#: example; ``extra["chat_date"]`` ("YYYY-MM-DD") sets another.
+CHAT_DATE = "2025-04-09"
+
+
+def _chat_date(value: Any) -> Any:
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise BackendError(
+            f"extra chat_date {value!r} is not a date; give it as YYYY-MM-DD, e.g. {CHAT_DATE!r}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _today(date: Any) -> Iterator[None]:
+    """Within: transformers' chat templates see ``date`` as today (their ``strftime_now`` reads
+    ``datetime.now()`` of transformers' chat-template module; template variables cannot carry a
+    function, so that name is swapped for the call). A transformers without it is left alone."""
+    import datetime
+
+    from transformers.utils import chat_template_utils
+
+    real = getattr(chat_template_utils, "datetime", None)
+    if not (isinstance(real, type) and issubclass(real, datetime.datetime)):
+        yield
+        return
+
+    class Fixed(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime.datetime:
+            return real.combine(date, datetime.time(), tz)
+
+    chat_template_utils.datetime = Fixed
+    try:
+        yield
+    finally:
+        chat_template_utils.datetime = real
+
+
 def _load_pretrained(source: str) -> tuple[Any, Any, Any, str]:
     from transformers import AutoConfig, AutoTokenizer
 
@@ -250,6 +297,7 @@ class HFBackend(PolicyBackend):
         self._training = True
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self.chat_date = _chat_date(spec.extra.get("chat_date", CHAT_DATE))
         max_seconds = spec.extra.get("max_audio_seconds")
         # Everything family-specific (placeholder, features, parts) is in this adapter.
         self.adapter = family_named(family)(model.config, tokenizer, features, max_seconds)
@@ -576,11 +624,16 @@ class HFBackend(PolicyBackend):
         return out
 
     def _render(self, content: str) -> list[int]:
+        ids = self.adapter.render(content)
+        if ids is not None:
+            return ids
         tok = self.tokenizer
         if tok.chat_template:
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
+            with _today(self.chat_date):  # the template's strftime_now(): a fixed day
+                text = tok.apply_chat_template(
+                    [{"role": "user", "content": content}], tokenize=False,
+                    add_generation_prompt=True,
+                )  # fmt: skip
             return list(tok(text, add_special_tokens=False)["input_ids"])
         return list(tok(f"User: {content}\nAssistant:", add_special_tokens=True)["input_ids"])
 

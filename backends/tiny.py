@@ -18,6 +18,8 @@ under a second, no downloads. Named specs (``TINY_SPECS``):
   a random audio LoRA (``adapter_config.json`` + ``adapter_model.safetensors``) beside it.
 * ``tiny-voxtral``: VoxtralForConditionalGeneration (Whisper encoder, MLP projector over 4 stacked
   frames, Llama LM). Its processor needs mistral-common; the backend builds inputs itself.
+  :func:`save_tiny_voxtral_with_tekken` saves it with its tokenizer as mistral-common's
+  ``tekken.json``, as a released Voxtral is laid out.
 
 The tokenizer is real but small: a byte-level BPE (1024 entries, special tokens included)
 trained in-process with ``tokenizers`` on rewardkit's own template text (``rewardkit.textdata``:
@@ -48,6 +50,8 @@ __all__ = [
     "save_preprocessing",
     "save_tiny",
     "save_tiny_granite_with_audio_lora",
+    "save_tiny_voxtral_with_tekken",
+    "tekken_json",
 ]
 
 #: Named tiny specs -> model class family (``tiny`` is Qwen2-Audio, see the module docstring).
@@ -477,4 +481,81 @@ def save_tiny_granite_with_audio_lora(directory: str | Path, seed: int = 0, rank
         get_peft_model(parts.model, lora).save_pretrained(tmp)
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             shutil.copyfile(Path(tmp) / name, directory / name)
+    return directory
+
+
+#: The pre-tokenizer pattern of Mistral's tekken tokenizers (mistral-common's bundled
+#: ``tekken_240911.json``), used by :func:`tekken_json`.
+TEKKEN_PATTERN = (
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|"
+    r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def tekken_json(seconds_per_window: float = 2.0) -> dict[str, Any]:
+    """The tiny Voxtral tokenizer in mistral-common's ``tekken.json`` format (version v7, with an
+    ``audio`` section), as a released Voxtral ships its own: 1024 ids as the tiny model's
+    vocabulary, the Mistral control tokens first with the same ids (``[AUDIO]`` = 24,
+    ``[BEGIN_AUDIO]`` = 25), then the 256 bytes and the tiny BPE's merged tokens (so text ids
+    differ from the transformers tokenizer's); 12.5 audio tokens per second (Voxtral's frame
+    rate), audio padded to whole ``seconds_per_window`` windows (the tiny encoder's 2 s; the
+    released model's 30 s). Written without mistral-common (plain JSON)."""
+    import base64
+
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]  # GPT-2's byte alphabet
+    chars = printable + [256 + n for n in range(256 - len(printable))]
+    byte_of = dict(zip(map(chr, chars), [*printable, *sorted(set(range(256)) - set(printable))]))
+    tokenizer = build_tokenizer("voxtral")
+    specials = len(_MISTRAL_SPECIALS)
+    merged = [
+        bytes(byte_of[c] for c in token)
+        for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])[specials:]
+    ]
+    pieces = [bytes([b]) for b in range(256)] + [b for b in merged if len(b) > 1]
+    return {
+        "config": {
+            "pattern": TEKKEN_PATTERN,
+            "num_vocab_tokens": len(pieces),
+            "default_vocab_size": specials + len(pieces),
+            "default_num_special_tokens": specials,
+            "version": "v7",
+        },
+        "vocab": [
+            {
+                "rank": rank,
+                "token_bytes": base64.b64encode(piece).decode("ascii"),
+                "token_str": piece.decode("utf-8", "replace"),
+            }
+            for rank, piece in enumerate(pieces)
+        ],
+        "special_tokens": [
+            {"rank": rank, "token_str": token, "is_control": True}
+            for rank, token in enumerate(_MISTRAL_SPECIALS)
+        ],
+        "audio": {
+            "sampling_rate": SAMPLING_RATE,
+            "frame_rate": 12.5,
+            "audio_encoding_config": {
+                "num_mel_bins": N_MELS,
+                "hop_length": HOP_LENGTH,
+                "window_size": 400,
+            },
+            "chunk_length_s": seconds_per_window,
+        },
+    }
+
+
+def save_tiny_voxtral_with_tekken(directory: str | Path, seed: int = 0) -> Path:
+    """A tiny Voxtral saved as a released one is laid out: its tokenizer as mistral-common's
+    ``tekken.json`` (:func:`tekken_json`) and no transformers tokenizer files, so transformers
+    loads it as ``MistralCommonBackend`` (which needs mistral-common) and ``VoxtralProcessor``
+    works on it as on the real checkpoint."""
+    import json
+
+    directory = save_tiny(build_tiny("tiny-voxtral", seed=seed), directory)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "chat_template.jinja"):  # fmt: skip
+        (directory / name).unlink(missing_ok=True)
+    (directory / "tekken.json").write_text(json.dumps(tekken_json()))
     return directory

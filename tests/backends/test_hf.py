@@ -879,31 +879,3 @@ def test_granite_announced_adapter_must_be_there(tmp_path):
     with pytest.raises(BackendError, match=r"has_lora_adapter=true.*no adapter_config") as exc:
         build(str(tmp_path))
     one_line(exc)
-
-
-def test_qwen2_audio_prompt_equals_the_model_cards_example(tmp_path):
-    """The model card's conversation (an audio part, then the question) through the processor
-    with Qwen2-Audio's own chat template (transformers' ``Qwen2AudioProcessor``
-    default_chat_template, which the released processor uses: the hub's tokenizer config has
-    none; Apache-2.0) gives the ids rewardkit builds from ``"<audio>What's that sound?"``."""
-    from transformers import Qwen2AudioProcessor
-
-    parts = tiny.build_tiny("tiny")
-    template = Qwen2AudioProcessor.default_chat_template.fget(None)
-    parts.tokenizer.chat_template = template
-    tiny.save_tiny(parts, tmp_path)
-    processor = Qwen2AudioProcessor(feature_extractor=parts.feature_extractor,
-                                    tokenizer=parts.tokenizer)  # fmt: skip
-    assert processor.chat_template == template
-    audio = tone(1.0)
-    conversation = [
-        {"role": "user", "content": [
-            {"type": "audio", "audio_url": "glass_breaking.mp3"},
-            {"type": "text", "text": "What's that sound?"},
-        ]},
-    ]  # fmt: skip
-    text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    expected = processor(text=text, audio=[audio], return_tensors="pt")["input_ids"][0].tolist()
-    backend = build(str(tmp_path))
-    assert backend._encode([Prompt("<audio>What's that sound?", audio)])[0].ids == expected
-    assert "Audio 1: <|audio_bos|>" in text and text.startswith("<|im_start|>system\n")
