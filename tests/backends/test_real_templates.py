@@ -264,3 +264,45 @@ def test_voxtral_fallback_template_renders_the_same_text():
     ids = backend._encode([Prompt("<audio>What's that sound?", tone(1.0))])[0].ids
     text = backend.tokenizer.decode(ids, skip_special_tokens=False)
     assert text == VOXTRAL_TEXT.format(audio="[AUDIO]" * 25)
+
+
+# --- the seam: a released-layout checkpoint through the CLI ---------------------------------
+
+
+def test_released_granite_layout_trains_and_evaluates_through_the_cli(
+    registry, spoken_data, tmp_path
+):
+    """A tiny Granite-Speech laid out as released (Granite 3.3's chat template, its audio LoRA
+    beside the weights) goes CLI -> spoken-QA task -> backend (template on a fixed day, the audio
+    LoRA on) -> BLEU reward -> run dir, then ``rewardkit eval`` of the run: no rewardkit change,
+    as a real checkpoint would."""
+    from click.testing import CliRunner
+
+    from rewardkit.cli import build_cli
+    from rewardkit.rundir import RunDir
+
+    model = tiny.save_tiny_granite_with_audio_lora(tmp_path / "granite")
+    (model / "chat_template.jinja").write_text(GRANITE_TEMPLATE.read_text())
+    backend = build(str(model))
+    assert "Today's Date: April 09, 2025" in backend.tokenizer.decode(backend._render("hi"))
+
+    run, data = tmp_path / "run", str(spoken_data / "spoken_qa")
+    group = build_cli(registry)
+    args = ["train", "--model", str(model), "--task", "spoken_qa", "--data", data, "--steps", "2",
+            "--lora-r", "4", "--group-size", "2", "--max-new-tokens", "3", "--batch-size", "2",
+            "--eval-examples", "2", "--no-progress", "--no-plot", "--no-tensorboard",
+            "--output-dir", str(run)]  # fmt: skip
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 0, result.output
+    rows = RunDir(run).read_metrics("train")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["num_tokens"] > 0 for r in rows)
+    saved = run / "checkpoints" / "step-000002"
+    assert (saved / "trainable.safetensors").is_file()
+
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(run), "--data", data, "--split", "dev", "--limit", "2",
+            "--greedy", "--max-new-tokens", "3", "--metrics", "bleu", "--no-progress",
+            "-o", str(out)]  # fmt: skip
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["metrics"]["BLEU"] is not None
