@@ -756,15 +756,21 @@ def bootstrap_arms(
     exp: Path, t: str, a: list[str], b: list[str], mode: str, metric: str, resamples: int
 ) -> dict | None:
     """Paired bootstrap of arm a minus arm b (lists of model names, e.g. the seeds) on the test
-    evals of ``mode``: every seed's (and sampled run's) generations form one list of the arm."""
+    evals of ``mode``: every seed's (and sampled run's) generations form one list of the arm.
+    Only the seeds evaluated so far count (the result names them); None while an arm has none."""
+
+    def evaluated(names: list[str]) -> list[str]:  # the seeds evaluated so far
+        return [n for n in names if (exp / t / "eval" / f"{n}-test-{mode}/results.json").is_file()]
+
+    a, b = evaluated(a), evaluated(b)
+    if not a or not b:
+        return None
     lists: dict[str, list] = {"a": [], "b": []}
     ids = None
     score = None
     for key, names in (("a", a), ("b", b)):
         for name in names:
             out = exp / t / "eval" / f"{name}-test-{mode}"
-            if not (out / "results.json").is_file():
-                return None
             hyps, refs, these = _generations(out)
             if ids is not None and these != ids:
                 raise ValueError(f"{out}: other test items than the first eval's")
@@ -951,11 +957,12 @@ def _fmt(value, digits: int = 2) -> str:
 
 def _seed_mean(summary: dict, t: str, names: list[str], mode: str, metric: str):
     values = []
-    for name in names:
+    for name in names:  # the seeds evaluated so far; n says how many
         ev = summary["evals"].get(f"{t}/eval/{name}-test-{mode}")
-        if ev is None or metric not in ev["metrics"]:
-            return None
-        values.append(ev["metrics"][metric]["mean"])
+        if ev is not None and metric in ev["metrics"]:
+            values.append(ev["metrics"][metric]["mean"])
+    if not values:
+        return None
     mean = sum(values) / len(values)
     std = (
         (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
@@ -1038,7 +1045,12 @@ def render(results: Path = RESULTS) -> str:
                 cells = []
                 for metric in EVAL_METRICS[:5]:
                     got = _seed_mean(summary, t, names, mode, metric)
-                    cells.append("-" if got is None else f"{got[0]:.2f} ± {got[1]:.2f} ({got[2]})")
+                    if got is None:
+                        cells.append("-")
+                    elif got[2] == 1:
+                        cells.append(f"{got[0]:.2f} (1)")
+                    else:
+                        cells.append(f"{got[0]:.2f} ± {got[1]:.2f} ({got[2]})")
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
     boot = summary["bootstrap"]
     if boot:
@@ -1047,13 +1059,14 @@ def render(results: Path = RESULTS) -> str:
             "Paired bootstrap over test items, 95% interval of the difference "
             "(corpus score recomputed on each resample; mean over seeds and runs):",
             "",
-            "| task | comparison | decoding | metric | difference | 95% interval |",
-            "|---|---|---|---|---:|---|",
+            "| task | comparison | seeds | decoding | metric | difference | 95% interval |",
+            "|---|---|---:|---|---|---:|---|",
         ]
         for key, b in boot.items():
             t, comp, mode, metric = key.split("/")
+            seeds = f"{len(b['a'])} vs {len(b['b'])}"
             lines.append(
-                f"| {t} | {comp} | {mode} | {metric} | {b['difference']:+.2f} | "
+                f"| {t} | {comp} | {seeds} | {mode} | {metric} | {b['difference']:+.2f} | "
                 f"[{b['low']:+.2f}, {b['high']:+.2f}] |"
             )
     abl = summary.get("ablation") or {}
