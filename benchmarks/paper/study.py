@@ -972,6 +972,13 @@ def _seed_mean(summary: dict, t: str, names: list[str], mode: str, metric: str):
     return mean, std, len(values)
 
 
+def _table(title: str, columns: list[str], align: str) -> list[str]:
+    """The lines that open a Markdown table: a blank line, its title, a blank line, the header
+    and its rule (``align``: one letter per column, ``l`` left or ``r`` right)."""
+    rule = "|" + "".join({"l": "---|", "r": "---:|"}[a] for a in align)
+    return ["", title, "", "| " + " | ".join(columns) + " |", rule]
+
+
 def render(results: Path = RESULTS) -> str:
     summary = json.loads((results / "summary.json").read_text())
     sizes = summary["sizes"]
@@ -979,15 +986,13 @@ def render(results: Path = RESULTS) -> str:
         f"Scale `{summary['scale']}`: G = {sizes['group_size']}, "
         f"{sizes['max_new_tokens']} new tokens, {sizes['batch_size']} prompts per step, "
         f"LoRA r {sizes['lora_r']}, GRPO temperature {sizes['temperature']:g}.",
-        "",
     ]
-    lines += [
+    lines += _table(
         "Median seconds per training step (one thread on the shared 2-core machine; every "
         "step logged, finished runs or not; `step_costs`):",
-        "",
-        "| task | stage | median s/step | of which generation | steps | runs | load avg |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+        ["task", "stage", "median s/step", "of which generation", "steps", "runs", "load avg"],
+        "llrrrrr",
+    )
     for key, cost in summary["step_costs"].items():
         t, algo = key.split("/")
         lines.append(
@@ -1005,13 +1010,11 @@ def render(results: Path = RESULTS) -> str:
         if run:
             curve = ", ".join(f"{r['step']}: {r['bleu']:.2f}" for r in run["validation"])
             lines.append(f"* {t}: {curve}")
-    lines += [
-        "",
+    lines += _table(
         "Learning-rate sweeps (mean dev BLEU over the second half of the validations; seed 0):",
-        "",
-        "| task | arm | lr | dev BLEU | chosen |",
-        "|---|---|---:|---:|---|",
-    ]
+        ["task", "arm", "lr", "dev BLEU", "chosen"],
+        "llrrl",
+    )
     for key, sweep in summary["sweeps"].items():
         t, arm = key.split("/")
         for lr, score in sweep["second_half_dev_bleu"].items():
@@ -1033,14 +1036,12 @@ def render(results: Path = RESULTS) -> str:
                 else f"sampled T 0.9, top-p 0.9, {sizes['sampled_runs']} runs"
             )
             items = f"first {limit}" if limit else "all"
-            lines += [
-                "",
+            lines += _table(
                 f"{TASK_LABELS[t]}, test split ({items} items), {how}; "
                 "mean over seeds ± std between seeds (n):",
-                "",
-                "| arm | " + " | ".join(EVAL_METRICS[:5]) + " |",
-                "|---|" + "---:|" * 5,
-            ]
+                ["arm", *EVAL_METRICS[:5]],
+                "l" + "r" * 5,
+            )
             for label, names in arms:
                 cells = []
                 for metric in EVAL_METRICS[:5]:
@@ -1054,14 +1055,12 @@ def render(results: Path = RESULTS) -> str:
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
     boot = summary["bootstrap"]
     if boot:
-        lines += [
-            "",
+        lines += _table(
             "Paired bootstrap over test items, 95% interval of the difference "
             "(corpus score recomputed on each resample; mean over seeds and runs):",
-            "",
-            "| task | comparison | seeds | decoding | metric | difference | 95% interval |",
-            "|---|---|---:|---|---|---:|---|",
-        ]
+            ["task", "comparison", "seeds", "decoding", "metric", "difference", "95% interval"],
+            "llrllrl",
+        )
         for key, b in boot.items():
             t, comp, mode, metric = key.split("/")
             seeds = f"{len(b['a'])} vs {len(b['b'])}"
@@ -1071,15 +1070,13 @@ def render(results: Path = RESULTS) -> str:
             )
     abl = summary.get("ablation") or {}
     if abl.get("trained") or abl.get("bench"):
-        lines += [
-            "",
+        bench = ["bench ties", "bench monotonicity", "bench hacking", "bench rank"]
+        lines += _table(
             "Reward ablation on spoken QA (GRPO seed 0, test greedy) and what "
             "`rewardkit bench` says of each reward on the QA dev references:",
-            "",
-            "| reward | " + " | ".join(EVAL_METRICS[:5]) + " | trained rank | "
-            "bench ties | bench monotonicity | bench hacking | bench rank |",
-            "|---|" + "---:|" * 10,
-        ]
+            ["reward", *EVAL_METRICS[:5], "trained rank", *bench],
+            "l" + "r" * 10,
+        )
         for label in abl["rewards"]:
             tr = abl["trained"].get(label, {})
             be = (abl.get("bench") or {}).get(label, {})
