@@ -42,6 +42,26 @@ def test_paired_bootstrap_on_a_hand_computed_case():
     assert got["items"] == 2
 
 
+def test_trained_ranks_and_rank_bootstrap_on_a_hand_computed_case():
+    """trained_ranks: per metric a > b > c and b > c > a: mean ranks a 2, b 1.5, c 2.5.
+    rank_bootstrap, two items: x scores (2, 0), y (0, 2), z (-1, -1); the other ranking is x, y,
+    z. A resample draws {0,0} (p 1/4: x, y, z, rho 1), {1,1} (1/4: y, x, z, rho 0.5) or one of
+    each (1/2: x and y tie at 1.5, rho 0.866 as on all items); x, first on all items (tied,
+    first by name), stays first (or tied first) in 3/4 of the resamples."""
+    bootstrap = _module("bootstrap")
+    got = bootstrap.trained_ranks(
+        {"a": {"m1": 3, "m2": 1}, "b": {"m1": 2, "m2": 3}, "c": {"m1": 1, "m2": 2}}
+    )
+    assert got == {"b": 1.0, "a": 2.0, "c": 3.0}
+    arms = {k: {"m": bootstrap.sentence_stats(v)} for k, v in
+            {"x": [2.0, 0.0], "y": [0.0, 2.0], "z": [-1.0, -1.0]}.items()}  # fmt: skip
+    got = bootstrap.rank_bootstrap(arms, {"x": 1, "y": 2, "z": 3}, resamples=4000, seed=1)
+    assert got["ranks"] == {"x": 1.5, "y": 1.5, "z": 3.0} and got["top"] == "x"
+    assert got["rho"] == pytest.approx(3**0.5 / 2)
+    assert (got["low"], got["high"]) == pytest.approx((0.5, 1.0))
+    assert got["top_share"] == pytest.approx(0.75, abs=0.03) and got["items"] == 2
+
+
 def test_bootstrap_bleu_is_sacrebleus_corpus_bleu():
     """Summed per-item statistics give sacrebleu's corpus BLEU and chrF exactly; perfect
     hypotheses against empty ones differ by 100 BLEU on every resample; an arm against itself
@@ -103,6 +123,12 @@ def test_the_whole_study_runs_at_the_tiny_scale(spoken_data, tmp_path, monkeypat
     assert set(abl["trained"]) == {"bleu", "chrf", "mix"} and set(abl["bench"]) == set(
         abl["trained"])  # fmt: skip
     assert -1.0 <= abl["spearman"]["rho"] <= 1.0 or np.isnan(abl["spearman"]["rho"])
+    # the item bootstrap recomputes the same trained ranking from the per-item scores (ROUGE-L
+    # from its sentence scores, cached beside the eval and checked against the eval's score)
+    ranked = abl["spearman"]["bootstrap"]
+    assert ranked["ranks"] == {k: v["trained_rank"] for k, v in abl["trained"].items()}
+    cached = json.loads((exp / "qa/eval/grpo-chrf-seed0-test-greedy/item_scores.json").read_text())
+    assert set(cached) == {"ROUGE-L"} and len(cached["ROUGE-L"]) == ranked["items"]
     assert study.main(["--render", "--results", str(results)]) == 0
     tables = (results / "tables.md").read_text()
     assert "| GRPO, BLEU reward |" in tables and "95% interval" in tables

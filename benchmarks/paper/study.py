@@ -27,7 +27,8 @@ interrupted eval or bench starts again. Two ``--run`` processes may share one EX
 locked while it runs. ``--collect`` writes ``benchmarks/results/paper/summary.json`` from the run
 directories (configs, validation curves, step costs, eval results, paired bootstrap intervals
 of GRPO minus SFT recomputed from the evals' per-item generations, the bench's ranking and its
-Spearman correlation with the trained ranking); ``--render`` writes ``tables.md`` and the dev
+Spearman correlation with the trained ranking, with that correlation's interval over resampled
+test items); ``--render`` writes ``tables.md`` and the dev
 curve plots from that file alone, so no number is typed by hand.
 
 **Scales.** ``--scale cpu`` is sized from step costs measured on the 2-core build machine (one
@@ -81,7 +82,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bootstrap import item_stats, paired_bootstrap  # noqa: E402
+from bootstrap import (  # noqa: E402
+    item_stats,
+    paired_bootstrap,
+    rank_bootstrap,
+    ranks,
+    sentence_stats,
+    trained_ranks,
+)
 
 RESULTS = HERE.parent / "results" / "paper"
 TASKS = {"st": "speech_translation", "qa": "spoken_qa"}
@@ -782,6 +790,45 @@ def bootstrap_arms(
     return {**result, "a": a, "b": b, "mode": mode, "metric": metric}
 
 
+def _item_metrics(out: Path, metrics: list[str]) -> dict:
+    """Per-item statistics of an eval's first run for each metric (``bootstrap.item_stats`` for
+    BLEU and chrF; the sentence scores of ROUGE-L, METEOR and BERTScore, from the same rewards
+    that ``rewardkit eval`` averaged, cached in ``item_scores.json`` beside the eval). Each is
+    checked against the eval's own score."""
+    from rewardkit.evaluate import DISPLAY
+    from rewardkit.registry import load_registry
+    from rewardkit.rewards import Group
+
+    items = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    hyps = [item["hypotheses"][0] for item in items]
+    refs = [item["references"] for item in items]
+    reported = json.loads((out / "results.json").read_text())["runs"][0]["metrics"]
+    cache_path = out / "item_scores.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    spec = {label: name for name, label in DISPLAY.items()}
+    result = {}
+    for metric in metrics:
+        if metric in ("BLEU", "chrF"):
+            result[metric] = item_stats(metric, hyps, refs)
+        else:
+            if metric not in cache:
+                reward = load_registry().build_reward(spec[metric])
+                groups = [
+                    Group(references=tuple(r), completions=(h,), source=item.get("source"))
+                    for item, r, h in zip(items, refs, hyps)
+                ]
+                cache[metric] = [float(row[0]) for row in reward(groups).scores]
+                tmp = cache_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(cache) + "\n")
+                tmp.replace(cache_path)
+            result[metric] = sentence_stats(cache[metric])
+        stats, score = result[metric]
+        mine, theirs = score(stats.sum(axis=0)), reported[metric]
+        if abs(mine - theirs) > 1e-6 * max(1.0, abs(theirs)):
+            raise ValueError(f"{out}: {metric} from the items is {mine}, the eval says {theirs}")
+    return result
+
+
 def _bench_ranking(results: dict, names: list[tuple[str, str]]) -> dict:
     """Per reward: the bench's three criteria (all-tie share of groups, mean monotonicity rho,
     mean share of probes that outscore a near-perfect answer; lower is better for each) and
@@ -797,30 +844,15 @@ def _bench_ranking(results: dict, names: list[tuple[str, str]]) -> dict:
             "hacking": sum(probes) / len(probes),
         }
     for key in ("tie_share", "monotonicity", "hacking"):
-        for label, r in _ranks({k: v[key] for k, v in rows.items()}).items():
+        for label, r in ranks({k: v[key] for k, v in rows.items()}).items():
             rows[label][f"rank_{key}"] = r
     for row in rows.values():
         row["bench_score"] = (
             row["rank_tie_share"] + row["rank_monotonicity"] + row["rank_hacking"]
         ) / 3
-    for label, r in _ranks({k: v["bench_score"] for k, v in rows.items()}).items():
+    for label, r in ranks({k: v["bench_score"] for k, v in rows.items()}).items():
         rows[label]["bench_rank"] = r
     return rows
-
-
-def _ranks(values: dict[str, float], descending: bool = False) -> dict[str, float]:
-    """Ranks 1..n (1: the lowest value, or the highest with ``descending``), ties averaged."""
-    order = sorted(values, key=lambda k: -values[k] if descending else values[k])
-    ranks: dict[str, float] = {}
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in order[i : j + 1]:
-            ranks[k] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
 
 
 def collect(exp: Path, settings: dict, results: Path = RESULTS) -> dict:
@@ -926,13 +958,13 @@ def _ablation(exp: Path, scale: Scale, summary: dict, spearmanr) -> dict:
     if complete and len(complete) == len(rewards):
         metrics = [m for m in EVAL_METRICS if all(m in trained[k] for k in complete)]
         per_metric = {
-            m: _ranks({k: trained[k][m] for k in complete}, descending=True) for m in metrics
+            m: ranks({k: trained[k][m] for k in complete}, descending=True) for m in metrics
         }
         for k in complete:
             trained[k]["trained_rank_score"] = sum(per_metric[m][k] for m in metrics) / len(metrics)
-        ranks = _ranks({k: trained[k]["trained_rank_score"] for k in complete})
+        order = trained_ranks({k: {m: trained[k][m] for m in metrics} for k in complete})
         for k in complete:
-            trained[k]["trained_rank"] = ranks[k]
+            trained[k]["trained_rank"] = order[k]
         if "bench" in out:
             rho, p = spearmanr(
                 [out["bench"][k]["bench_rank"] for k in complete],
@@ -944,6 +976,12 @@ def _ablation(exp: Path, scale: Scale, summary: dict, spearmanr) -> dict:
                 "n": len(complete),
                 "trained_by": "mean rank over " + ", ".join(metrics),
             }
+            items = {
+                k: _item_metrics(exp / "qa" / "eval" / f"grpo-{k}-seed0-test-greedy", metrics)
+                for k in complete
+            }
+            bench_ranks = {k: out["bench"][k]["bench_rank"] for k in complete}
+            out["spearman"]["bootstrap"] = rank_bootstrap(items, bench_ranks, scale.bootstrap)
     return out
 
 
@@ -1096,6 +1134,14 @@ def render(results: Path = RESULTS) -> str:
                 f"Spearman rank correlation, bench rank vs trained rank: "
                 f"{s['rho']:+.2f} (p {s['p']:.2f}, n = {s['n']}).",
             ]
+            if "bootstrap" in s:
+                b = s["bootstrap"]
+                lines[-1] += (
+                    f" Resampling the {b['items']} test items ({b['resamples']} times, the "
+                    f"trained ranking recomputed each time): {b['level']:.0%} interval of rho "
+                    f"[{b['low']:+.2f}, {b['high']:+.2f}]; the trained ranking's first "
+                    f"({b['top']}) stays first in {b['top_share']:.0%} of the resamples."
+                )
     done = sum(1 for c in summary["cells"].values() if c["done"])
     lines += ["", f"Cells completed: {done} of {len(summary['cells'])} with a command."]
     text = "\n".join(lines) + "\n"
