@@ -230,10 +230,22 @@ def _shown(name: str) -> str:
     return {"rougel": "rougeL"}.get(name, name)
 
 
-def score(metrics: Sequence[Metric], examples: Sequence[Any], hyps: Sequence[str]) -> dict:
-    """``{display name: {"score", "kind", "signature"}}`` for one run's hypotheses."""
+def sentence_scores(
+    reward: Any,
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    sources: Sequence[str | None],
+) -> list[float]:
+    """Each hypothesis's score by ``reward`` against its references (one group per item)."""
     from rewardkit.rewards import Group
 
+    groups = [Group(references=tuple(r), completions=(h,), source=s)
+              for h, r, s in zip(hyps, refs, sources)]  # fmt: skip
+    return [row[0] for row in reward(groups).scores]
+
+
+def score(metrics: Sequence[Metric], examples: Sequence[Any], hyps: Sequence[str]) -> dict:
+    """``{display name: {"score", "kind", "signature"}}`` for one run's hypotheses."""
     refs = [list(e.references) for e in examples]
     out: dict[str, dict[str, Any]] = {}
     for metric in metrics:
@@ -246,9 +258,7 @@ def score(metrics: Sequence[Metric], examples: Sequence[Any], hyps: Sequence[str
                 "signature": corpus.signature,
             }
             continue
-        groups = [Group(references=tuple(r), completions=(h,), source=e.source)
-                  for e, r, h in zip(examples, refs, hyps)]  # fmt: skip
-        values = [row[0] for row in reward(groups).scores]
+        values = sentence_scores(reward, hyps, refs, [e.source for e in examples])
         out[metric.name] = {
             "score": 100.0 * sum(values) / len(values),
             "kind": "mean sentence score x 100",

@@ -795,9 +795,8 @@ def _item_metrics(out: Path, metrics: list[str]) -> dict:
     BLEU and chrF; the sentence scores of ROUGE-L, METEOR and BERTScore, from the same rewards
     that ``rewardkit eval`` averaged, cached in ``item_scores.json`` beside the eval). Each is
     checked against the eval's own score."""
-    from rewardkit.evaluate import DISPLAY
+    from rewardkit.evaluate import DISPLAY, sentence_scores
     from rewardkit.registry import load_registry
-    from rewardkit.rewards import Group
 
     items = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     hyps = [item["hypotheses"][0] for item in items]
@@ -813,11 +812,8 @@ def _item_metrics(out: Path, metrics: list[str]) -> dict:
         else:
             if metric not in cache:
                 reward = load_registry().build_reward(spec[metric])
-                groups = [
-                    Group(references=tuple(r), completions=(h,), source=item.get("source"))
-                    for item, r, h in zip(items, refs, hyps)
-                ]
-                cache[metric] = [float(row[0]) for row in reward(groups).scores]
+                sources = [item.get("source") for item in items]
+                cache[metric] = [float(v) for v in sentence_scores(reward, hyps, refs, sources)]
                 tmp = cache_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(cache) + "\n")
                 tmp.replace(cache_path)
