@@ -67,13 +67,18 @@ def ranks(values: dict[str, float], descending: bool = False) -> dict[str, float
     return out
 
 
-def trained_ranks(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Arms ranked by their mean rank over the metrics (each metric: higher is better), ties
-    averaged; ``scores`` is {arm: {metric: score}} with the same metrics for every arm."""
+def mean_ranks(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each arm's mean rank over the metrics (each metric: higher is better, rank 1 the best);
+    ``scores`` is {arm: {metric: score}} with the same metrics for every arm."""
     arms = list(scores)
     metrics = list(scores[arms[0]])
     per_metric = [ranks({a: scores[a][m] for a in arms}, descending=True) for m in metrics]
-    return ranks({a: sum(r[a] for r in per_metric) / len(metrics) for a in arms})
+    return {a: sum(r[a] for r in per_metric) / len(metrics) for a in arms}
+
+
+def trained_ranks(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Arms ranked by their mean rank over the metrics (``mean_ranks``), ties averaged."""
+    return ranks(mean_ranks(scores))
 
 
 def rank_bootstrap(

@@ -84,11 +84,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bootstrap import (  # noqa: E402
     item_stats,
+    mean_ranks,
     paired_bootstrap,
     rank_bootstrap,
     ranks,
     sentence_stats,
-    trained_ranks,
 )
 
 RESULTS = HERE.parent / "results" / "paper"
@@ -953,13 +953,10 @@ def _ablation(exp: Path, scale: Scale, summary: dict, spearmanr) -> dict:
     complete = [label for label, _ in rewards if label in trained]
     if complete and len(complete) == len(rewards):
         metrics = [m for m in EVAL_METRICS if all(m in trained[k] for k in complete)]
-        per_metric = {
-            m: ranks({k: trained[k][m] for k in complete}, descending=True) for m in metrics
-        }
+        mean = mean_ranks({k: {m: trained[k][m] for m in metrics} for k in complete})
+        order = ranks(mean)
         for k in complete:
-            trained[k]["trained_rank_score"] = sum(per_metric[m][k] for m in metrics) / len(metrics)
-        order = trained_ranks({k: {m: trained[k][m] for m in metrics} for k in complete})
-        for k in complete:
+            trained[k]["trained_rank_score"] = mean[k]
             trained[k]["trained_rank"] = order[k]
         if "bench" in out:
             rho, p = spearmanr(
