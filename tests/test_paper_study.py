@@ -118,6 +118,8 @@ def test_the_whole_study_runs_at_the_tiny_scale(spoken_data, tmp_path, monkeypat
     summary = json.loads((results / "summary.json").read_text())
     boot = summary["bootstrap"]["st/grpo-bleu-minus-sft/sampled/BLEU"]
     assert boot["low"] <= boot["difference"] <= boot["high"] and boot["items"] >= 1
+    mp = summary["bootstrap"]["st/mpgrpo-bleu-minus-grpo-bleu/greedy/chrF"]
+    assert mp["a"] == ["mpgrpo-bleu-seed0"] and mp["b"] == ["grpo-bleu-seed0", "grpo-bleu-seed1"]
     assert set(summary["step_costs"]) >= {"st/sft", "st/grpo", "qa/grpo", "st/sft-common"}
     abl = summary["ablation"]
     assert set(abl["trained"]) == {"bleu", "chrf", "mix"} and set(abl["bench"]) == set(

@@ -26,10 +26,10 @@ A completed cell is skipped; a train cell that was interrupted continues with
 interrupted eval or bench starts again. Two ``--run`` processes may share one EXP: each cell is
 locked while it runs. ``--collect`` writes ``benchmarks/results/paper/summary.json`` from the run
 directories (configs, validation curves, step costs, eval results, paired bootstrap intervals
-of GRPO minus SFT recomputed from the evals' per-item generations, the bench's ranking and its
-Spearman correlation with the trained ranking, with that correlation's interval over resampled
-test items); ``--render`` writes ``tables.md`` and the dev
-curve plots from that file alone, so no number is typed by hand.
+of GRPO and MP-GRPO minus SFT and of MP-GRPO minus GRPO, recomputed from the evals' per-item
+generations, the bench's ranking and its Spearman correlation with the trained ranking, with
+that correlation's interval over resampled test items); ``--render`` writes ``tables.md`` and
+the dev curve plots from that file alone, so no number is typed by hand.
 
 **Scales.** ``--scale cpu`` is sized from step costs measured on the 2-core build machine (one
 thread; README "From `model assemble` to a GRPO run"): a GRPO step of 4 prompts x G = 8, 32 new
@@ -891,16 +891,18 @@ def collect(exp: Path, settings: dict, results: Path = RESULTS) -> dict:
         for arm in ("sft", "grpo"):
             lr, scores = chosen_lr(exp, t, arm, scale)
             summary["sweeps"][f"{t}/{arm}"] = {"chosen_lr": lr, "second_half_dev_bleu": scores}
-        sft = [f"sft-seed{s}" for s in scale.seeds]
-        for arm, names in (
-            ("grpo-bleu", [f"grpo-bleu-seed{s}" for s in scale.seeds]),
-            ("mpgrpo-bleu", [f"mpgrpo-bleu-seed{s}" for s in scale.mp_seeds]),
-        ):
+        seeds = {
+            "sft": [f"sft-seed{s}" for s in scale.seeds],
+            "grpo-bleu": [f"grpo-bleu-seed{s}" for s in scale.seeds],
+            "mpgrpo-bleu": [f"mpgrpo-bleu-seed{s}" for s in scale.mp_seeds],
+        }
+        # the paper's claims: GRPO beats SFT; MP-GRPO beats GRPO on translation, not on QA
+        for a, b in (("grpo-bleu", "sft"), ("mpgrpo-bleu", "sft"), ("mpgrpo-bleu", "grpo-bleu")):
             for mode in ("greedy", "sampled"):
                 for metric in ("BLEU", "chrF"):
-                    got = bootstrap_arms(exp, t, names, sft, mode, metric, scale.bootstrap)
+                    got = bootstrap_arms(exp, t, seeds[a], seeds[b], mode, metric, scale.bootstrap)
                     if got is not None:
-                        summary["bootstrap"][f"{t}/{arm}-minus-sft/{mode}/{metric}"] = got
+                        summary["bootstrap"][f"{t}/{a}-minus-{b}/{mode}/{metric}"] = got
     summary["step_costs"] = _step_costs(exp, cells)
     if "qa" in scale.tasks:
         summary["ablation"] = _ablation(exp, scale, summary, spearmanr)
@@ -1094,6 +1096,7 @@ def render(results: Path = RESULTS) -> str:
         )
         for key, b in boot.items():
             t, comp, mode, metric = key.split("/")
+            comp = comp.replace("-bleu", "").replace("-minus-", " − ")  # grpo-bleu-minus-sft
             seeds = f"{len(b['a'])} vs {len(b['b'])}"
             lines.append(
                 f"| {t} | {comp} | {seeds} | {mode} | {metric} | {b['difference']:+.2f} | "
